@@ -1,0 +1,1 @@
+"""Eval sets: Fashion-MNIST from local files, ImageFolder trees, seeded stratified subsets."""

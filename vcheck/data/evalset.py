@@ -1,0 +1,155 @@
+"""EvalSet: the images a suite evaluates, with ids, labels and a fingerprint.
+
+Images are produced on demand as float [0, 1] NCHW tensors at the model's input size, so a
+50,000-image folder never has to sit in memory; an in-memory set slices a tensor instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class EvalSet:
+    """Base: ids, labels and fingerprint; subclasses say how images are read.
+
+    ``fingerprint`` identifies the exact samples (content or file list), so it keys the
+    prediction cache together with the model fingerprint.
+    """
+
+    name: str
+    ids: list[str]
+    labels: torch.Tensor  # (N,) int64
+    classes: tuple[str, ...]
+    fingerprint: str
+    source: str
+    label_sets: list[list[int]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """One row per sample: id, label, class name (suites add their own attributes)."""
+        labels = self.labels.numpy()
+        return pd.DataFrame(
+            {"id": self.ids, "label": labels, "class_name": [self.classes[i] for i in labels]}
+        )
+
+    def images(self, indices: Sequence[int]) -> torch.Tensor:
+        """Images at ``indices`` as a float [0, 1] NCHW tensor."""
+        raise NotImplementedError
+
+    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
+        """All images in order, ``batch_size`` at a time."""
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> EvalSet:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n": len(self),
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+        }
+
+    def _subset_fields(self, indices: Sequence[int], name: str | None) -> dict[str, Any]:
+        idx = [int(i) for i in indices]
+        h = hashlib.sha256(self.fingerprint.encode())
+        h.update(np.asarray(idx, dtype=np.int64).tobytes())
+        return {
+            "name": name or self.name,
+            "ids": [self.ids[i] for i in idx],
+            "labels": self.labels[idx],
+            "classes": self.classes,
+            "fingerprint": h.hexdigest(),
+            "source": f"{self.source} [{len(idx)} of {len(self)}]",
+            "label_sets": [self.label_sets[i] for i in idx] if self.label_sets else None,
+            "extra": dict(self.extra),
+        }
+
+
+@dataclass
+class TensorEvalSet(EvalSet):
+    """An eval set held in memory as uint8 (N, C, H, W); converted to float per batch."""
+
+    pixels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.uint8))
+
+    def images(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.pixels[list(indices)].float().div_(255)
+
+    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self), batch_size):
+            yield self.pixels[start : start + batch_size].float().div_(255)
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> TensorEvalSet:
+        return TensorEvalSet(
+            **self._subset_fields(indices, name), pixels=self.pixels[list(indices)]
+        )
+
+
+class _FileImages(Dataset):
+    def __init__(self, paths: Sequence[str], transform: Any) -> None:
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im)
+
+
+@dataclass
+class FileEvalSet(EvalSet):
+    """An eval set read from image files through a torchvision transform."""
+
+    paths: list[str] = field(default_factory=list)
+    transform: Any = None
+
+    def _dataset(self) -> _FileImages:
+        return _FileImages(self.paths, self.transform)
+
+    def images(self, indices: Sequence[int]) -> torch.Tensor:
+        ds = self._dataset()
+        return torch.stack([ds[int(i)] for i in indices])
+
+    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
+        yield from DataLoader(self._dataset(), batch_size=batch_size, num_workers=num_workers)
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> FileEvalSet:
+        return FileEvalSet(
+            **self._subset_fields(indices, name),
+            paths=[self.paths[int(i)] for i in indices],
+            transform=self.transform,
+        )
+
+
+def stratified_indices(labels: torch.Tensor, n: int, seed: int) -> list[int]:
+    """A seeded, class-stratified choice of ``n`` indices (sorted), via scikit-learn.
+
+    Falls back to a seeded uniform choice when some class is too small to stratify.
+    """
+    total = len(labels)
+    if n >= total:
+        return list(range(total))
+    y = labels.numpy()
+    try:
+        chosen, _ = train_test_split(np.arange(total), train_size=n, stratify=y, random_state=seed)
+    except ValueError:  # fewer samples than classes, or a class with a single member
+        chosen = np.random.default_rng(seed).choice(total, size=n, replace=False)
+    return sorted(int(i) for i in chosen)

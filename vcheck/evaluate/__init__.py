@@ -1,0 +1,1 @@
+"""Turn cached predictions into Measurements (value, interval, n), one module per suite."""

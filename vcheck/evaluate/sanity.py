@@ -1,0 +1,71 @@
+"""Model sanity probes that gate every release (specs/accuracy.md, "Sanity checks").
+
+A model left in train mode, a batch-dependent layer or a nondeterministic kernel shows up as
+logits that change with batch size or between two identical passes. The probe re-runs a few
+images (at most :data:`PROBE_SIZE`) three ways; everything else reads the cached logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vcheck.checks import Measurement, Threshold
+from vcheck.data.evalset import EvalSet
+from vcheck.models.base import ModelUnderTest
+from vcheck.predictions import Predictions
+
+PROBE_SIZE = 64
+# Relative to 1 + max |logit|: float32 kernels may reorder sums across batch sizes.
+BATCH_TOLERANCE = Threshold(1e-4, "max")
+REPEAT_TOLERANCE = Threshold(1e-6, "max")
+SOFTMAX_TOLERANCE = Threshold(1e-5, "max")
+NON_FINITE_TOLERANCE = Threshold(0.0, "max")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    n: int
+    batch_vs_single: float
+    batch_vs_single_argmax_changes: int
+    repeat: float
+    repeat_argmax_changes: int
+
+
+@torch.inference_mode()
+def probe_model(model: ModelUnderTest, eval_set: EvalSet, size: int = PROBE_SIZE) -> ProbeResult:
+    """Run the first ``size`` images as one batch, one at a time, and as one batch again."""
+    images = eval_set.images(range(min(size, len(eval_set)))).to(model.device)
+    batched = model.module(images).float().cpu()
+    singles = torch.cat([model.module(images[i : i + 1]).float().cpu() for i in range(len(images))])
+    again = model.module(images).float().cpu()
+    scale = 1.0 + float(batched.abs().max()) if batched.numel() else 1.0
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).abs().max()) / scale if a.numel() else 0.0
+
+    def flips(a: torch.Tensor, b: torch.Tensor) -> int:
+        return int((a.argmax(1) != b.argmax(1)).sum())
+
+    return ProbeResult(
+        len(images),
+        rel(batched, singles),
+        flips(batched, singles),
+        rel(batched, again),
+        flips(batched, again),
+    )
+
+
+def non_finite_fraction(predictions: Predictions) -> Measurement:
+    logits = predictions.logits
+    bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+    n = len(logits)
+    return Measurement(bad / n if n else 0.0, n, details={"non_finite_rows": bad})
+
+
+def softmax_sum_error(predictions: Predictions) -> Measurement:
+    """max |sum_j softmax(logits)_j - 1| in float32, as a consumer of the logits would see it."""
+    sums = torch.softmax(predictions.logits.float(), dim=1).sum(dim=1)
+    err = float((sums - 1).abs().max()) if len(sums) else 0.0
+    return Measurement(err, len(sums))

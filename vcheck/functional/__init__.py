@@ -1,0 +1,1 @@
+"""Pure metric functions on numpy arrays; no pytest, no torch."""

@@ -1,0 +1,119 @@
+"""Pure classification metrics on numpy arrays (no pytest, no torch).
+
+Shapes: ``probs`` (N, C) rows summing to 1, ``logits`` (N, C), ``labels`` (N,) ints in [0, C).
+Where scikit-learn defines the metric, it is called; ECE and the rank AUC used inside the
+bootstrap are written here and tested against the reference implementations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import log_softmax
+from scipy.stats import rankdata
+from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
+
+
+def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: is the label among the ``k`` highest scores? Ties break toward lower index.
+
+    >>> topk_correct(np.array([[0.1, 0.7, 0.2]]), np.array([2]), k=2).tolist()
+    [True]
+    """
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"Expected k in [1, {scores.shape[1]}], but got k={k}")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (top == labels[:, None]).any(axis=1)
+
+
+def per_class_recall(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) recall of each class; NaN for a class absent from ``labels``."""
+    return recall_score(
+        labels, preds, labels=np.arange(num_classes), average=None, zero_division=np.nan
+    )
+
+
+def balanced_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (scikit-learn's definition)."""
+    return float(balanced_accuracy_score(labels, preds))
+
+
+def auc_ovr_macro(probs: np.ndarray, labels: np.ndarray) -> float:
+    """One-vs-rest ROC AUC, unweighted mean over classes (scikit-learn); NaN if undefined."""
+    num_classes = probs.shape[1]
+    present = np.unique(labels)
+    if len(present) < 2:
+        return math.nan
+    if num_classes == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    if len(present) < num_classes:  # sklearn needs every class present for "ovr"
+        return float(np.mean([_binary_auc(probs[:, c], labels == c) for c in present]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+
+
+def _binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mann-Whitney form of ROC AUC with average ranks for ties."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_ovr_macro_fast(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Same value as :func:`auc_ovr_macro`; NaN when a class is absent (for the bootstrap)."""
+    num_classes = probs.shape[1]
+    if num_classes == 2:
+        return _binary_auc(probs[:, 1], labels == 1)
+    aucs = [_binary_auc(probs[:, c], labels == c) for c in range(num_classes)]
+    return float(np.mean(aucs))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """ECE with ``n_bins`` equal-width confidence bins over (0, 1].
+
+    ECE = sum_b |B_b| / N * |accuracy(B_b) - mean confidence(B_b)|, confidence = max prob.
+
+    >>> round(expected_calibration_error(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1])), 3)
+    0.35
+    """
+    if len(labels) == 0:
+        return math.nan
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
+    return float(np.abs(gap).sum() / len(labels))
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
+    """Per-bin count, mean confidence and accuracy: the data of a reliability diagram."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        acc = np.bincount(bins, weights=correct, minlength=n_bins) / count
+    return {
+        "count": count.tolist(),
+        "confidence": _nan_to_none(conf),
+        "accuracy": _nan_to_none(acc),
+    }
+
+
+def _nan_to_none(a: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else round(float(v), 6) for v in a]
+
+
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of -log softmax(logits)[label], computed in float64."""
+    logp = log_softmax(logits.astype(np.float64), axis=1)
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def prior_corrected_predictions(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """argmax_i p(i|x) / p(i) (Buda et al.): undoes a class prior baked into training."""
+    return np.argmax(probs / priors[None, :], axis=1)

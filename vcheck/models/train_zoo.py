@@ -1,0 +1,145 @@
+"""Train the bundled zoo on Fashion-MNIST, deterministically: ``python -m vcheck.models.train_zoo``.
+
+Writes ``fixtures/models/<name>.pt`` (``{"arch", "state_dict"}``) and a model card
+``<name>.json`` with the recipe, data fingerprints, test metrics and the sha256 of the weights.
+Same seed, same machine, same torch: same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vcheck.data.fashion_mnist import load_fashion_mnist
+from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
+from vcheck.models.zoo import ZOO, fixtures_dir
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    optimizer: str = "AdamW"
+    schedule: str = "cosine per step, no warm-up"
+
+
+RECIPES = {
+    "fmnist_cnn": Recipe(epochs=3),
+    "fmnist_convnext": Recipe(epochs=4, lr=3e-3),
+    "fmnist_mlp": Recipe(epochs=5),
+}
+
+
+def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    model.eval()
+    logits = torch.cat(
+        [model(images[i : i + 1000].float() / 255) for i in range(0, len(images), 1000)]
+    )
+    return {
+        "top1": float((logits.argmax(1) == labels).float().mean()),
+        "nll": float(nn.functional.cross_entropy(logits, labels)),
+    }
+
+
+def train(name: str, recipe: Recipe, data_root: Path | None, cache_root: Path, out: Path) -> dict:
+    entry = ZOO[name]
+    torch.manual_seed(recipe.seed)
+    torch.use_deterministic_algorithms(True)
+    train_set = load_fashion_mnist("train", data_root, cache_root)
+    test_set = load_fashion_mnist("test", data_root, cache_root)
+    net = entry.build()
+    model = Normalized(net, entry.cfg.mean, entry.cfg.std)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    start = time.perf_counter()
+    test_px, test_y = test_set.pixels, test_set.labels
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = torch.randperm(len(train_set), generator=gen)
+        running = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            x = train_set.pixels[idx].float() / 255
+            loss = nn.functional.cross_entropy(model(x), train_set.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+        with torch.no_grad():
+            metrics = _evaluate(model, test_px, test_y)
+        print(
+            f"{name} epoch {epoch + 1}/{recipe.epochs}: train loss {running / steps_per_epoch:.4f}"
+            f", test top1 {metrics['top1']:.4f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    seconds = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{name}.pt"
+    buf = io.BytesIO()
+    torch.save({"arch": name, "state_dict": net.state_dict()}, buf)
+    tmp = weights.with_suffix(".pt.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(weights)
+    card = {
+        "name": name,
+        "description": entry.description,
+        "architecture": entry.build.__doc__,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "recipe": asdict(recipe),
+        "data": {
+            "train": {
+                "name": train_set.source,
+                "n": len(train_set),
+                "fingerprint": train_set.fingerprint,
+            },
+            "test": {
+                "name": test_set.source,
+                "n": len(test_set),
+                "fingerprint": test_set.fingerprint,
+            },
+        },
+        "test_metrics": {k: round(v, 6) for k, v in metrics.items()},
+        "weights_sha256": file_sha256(weights),
+        "state_dict_sha256": state_dict_fingerprint(net),
+        "training_seconds": round(seconds, 1),
+        "torch_version": torch.__version__,
+        "command": f"python -m vcheck.models.train_zoo --models {name}",
+    }
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "vcheck")
+    parser.add_argument("--out", type=Path, default=fixtures_dir() / "models")
+    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
+    args = parser.parse_args(argv)
+    for name in args.models:
+        recipe = RECIPES[name]
+        if args.epochs is not None:
+            recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
+        card = train(name, recipe, args.data_root, args.cache_dir / "data", args.out)
+        print(f"wrote {args.out / name}.pt: test top1 {card['test_metrics']['top1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

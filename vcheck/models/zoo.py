@@ -1,0 +1,120 @@
+"""The bundled zoo: small Fashion-MNIST models trained in this repo (see `make zoo`).
+
+Each entry builds an untrained network; its weights and model card live in
+``fixtures/models/<name>.pt`` and ``<name>.json``; its threshold profile in
+``fixtures/profiles/<name>.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+from vcheck.models.base import ModelCfg
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# Fashion-MNIST training-set pixel statistics (of [0, 1] images).
+FASHION_MNIST_CFG = ModelCfg(
+    domain="fashion_mnist",
+    classes=FASHION_MNIST_CLASSES,
+    input_size=(1, 28, 28),
+    mean=(0.2860,),
+    std=(0.3530,),
+)
+
+
+def fixtures_dir() -> Path:
+    """Where shipped artefacts live; ``VCHECK_FIXTURES`` overrides the checkout's folder."""
+    env = os.environ.get("VCHECK_FIXTURES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "fixtures"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    build: Callable[[], nn.Module]
+    cfg: ModelCfg
+    description: str
+
+    @property
+    def weights_path(self) -> Path:
+        return fixtures_dir() / "models" / f"{self.name}.pt"
+
+    @property
+    def card_path(self) -> Path:
+        return fixtures_dir() / "models" / f"{self.name}.json"
+
+    @property
+    def profile_path(self) -> Path:
+        return fixtures_dir() / "profiles" / f"{self.name}.toml"
+
+
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def fmnist_cnn() -> nn.Module:
+    """Four 3x3 conv layers with BatchNorm, two max-pools, one hidden dense layer (0.42M)."""
+    return nn.Sequential(
+        *_conv_bn(1, 32),
+        *_conv_bn(32, 32),
+        nn.MaxPool2d(2),
+        *_conv_bn(32, 64),
+        *_conv_bn(64, 64),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+def fmnist_convnext() -> nn.Module:
+    """torchvision's ConvNeXt at a small width, with a 1-channel 2x2 patchify stem."""
+    net = ConvNeXt(
+        [CNBlockConfig(32, 64, 2), CNBlockConfig(64, None, 2)],
+        stochastic_depth_prob=0.0,
+        num_classes=10,
+    )
+    net.features[0][0] = nn.Conv2d(1, 32, kernel_size=2, stride=2)
+    return net
+
+
+def fmnist_mlp() -> nn.Module:
+    """784-256-128-10 ReLU MLP: the cheapest model, and one a verifier can bound."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry("fmnist_cnn", fmnist_cnn, FASHION_MNIST_CFG, "small CNN (default model)"),
+        ZooEntry("fmnist_convnext", fmnist_convnext, FASHION_MNIST_CFG, "ConvNeXt, small width"),
+        ZooEntry("fmnist_mlp", fmnist_mlp, FASHION_MNIST_CFG, "3-layer MLP"),
+    )
+}
+DEFAULT_MODEL = "fmnist_cnn"

@@ -1,0 +1,579 @@
+"""vcheck's pytest plugin: the ``vcheck`` option group, the session state, fixtures, reports.
+
+The plugin is dormant until something needs it: a vcheck option on the command line, the
+``suites/`` conftest (which calls :func:`activate`), or a test requesting a vcheck fixture.
+Activation resolves ``--model``, the threshold profile and the eval sets cheaply, so a typo
+or a missing file is a usage error (exit 4) before any test runs; weights and data are then
+loaded once collection is done, and predictions on first use.
+
+Fixtures: ``vcheck_config``, ``vcheck_model``, ``vcheck_profile``, ``eval_set``
+(parametrized over the model's eval sets), ``predictions``, ``accuracy``, ``sanity_probe``,
+``record_check``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vcheck import hookspecs
+from vcheck.checks import CheckResult, Measurement, Threshold
+from vcheck.config import DEVICES, GATES, VcheckConfig, build_config
+from vcheck.errors import VcheckError
+
+STASH: pytest.StashKey[VcheckSession] = pytest.StashKey()
+_FIXTURES = {
+    "vcheck_model",
+    "eval_set",
+    "predictions",
+    "accuracy",
+    "sanity_probe",
+    "record_check",
+    "vcheck_session",
+}
+_CHECK_PROPERTY = "vcheck.check"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+_positive_int.__name__ = "positive integer"  # argparse names the type in its error
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vcheck", "vcheck: release gates for image classifiers")
+    add = group.addoption
+    add(
+        "--model",
+        dest="vcheck_model",
+        metavar="NAME",
+        help="model to gate: zoo name, torchvision name/alias (convnext_t), checkpoint path "
+        "or package.module:factory (default: fmnist_cnn)",
+    )
+    add(
+        "--weights",
+        dest="vcheck_weights",
+        metavar="PATH",
+        help="weights file overriding the model's default weights",
+    )
+    add("--device", dest="vcheck_device", choices=DEVICES, help="where to run the model (auto)")
+    add(
+        "--data-root",
+        dest="vcheck_data_root",
+        metavar="DIR",
+        help="data folder: Fashion-MNIST files, or an ImageFolder for ImageNet models",
+    )
+    add(
+        "--vcheck-config",
+        dest="vcheck_config_file",
+        metavar="TOML",
+        help="vcheck settings file (keys as in [tool.vcheck] of pyproject.toml)",
+    )
+    add(
+        "--profile",
+        dest="vcheck_profile",
+        metavar="TOML",
+        help="threshold profile (default: the model's profile in fixtures/profiles)",
+    )
+    add(
+        "--max-samples",
+        dest="vcheck_max_samples",
+        type=_positive_int,
+        metavar="N",
+        help="evaluate a seeded, class-stratified subset of N samples per eval set",
+    )
+    add("--seed", dest="vcheck_seed", type=int, metavar="N", help="seed of every random choice (0)")
+    add(
+        "--gate",
+        dest="vcheck_gate",
+        choices=GATES,
+        help="how intervals gate: point estimate (default), lower = conservative bound must "
+        "pass, upper = fail only when confidently below",
+    )
+    add(
+        "--report",
+        dest="vcheck_report",
+        metavar="HTML",
+        help="HTML report path (default: reports/<model>.html)",
+    )
+    add(
+        "--metrics-json",
+        dest="vcheck_metrics_json",
+        metavar="PATH",
+        help="metrics JSON path (default: the report path with .metrics.json)",
+    )
+    add(
+        "--cache-dir",
+        dest="vcheck_cache_dir",
+        metavar="DIR",
+        help="prediction and data cache (default: $VCHECK_CACHE_DIR or ~/.cache/vcheck)",
+    )
+    add(
+        "--no-cache",
+        dest="vcheck_no_cache",
+        action="store_true",
+        default=None,
+        help="recompute predictions instead of reading or writing the cache",
+    )
+    add(
+        "--batch-size",
+        dest="vcheck_batch_size",
+        type=_positive_int,
+        metavar="N",
+        help="inference batch size (256)",
+    )
+
+
+_CLI_KEYS = (
+    "model",
+    "weights",
+    "device",
+    "data_root",
+    "profile",
+    "max_samples",
+    "seed",
+    "gate",
+    "report",
+    "metrics_json",
+    "cache_dir",
+    "no_cache",
+    "batch_size",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before conftests that call activate()
+def pytest_configure(config: pytest.Config) -> None:
+    cli = {key: config.getoption(f"vcheck_{key}") for key in _CLI_KEYS}
+    # pytest owns --strict (strict markers, config, xfail...); vcheck adds: skips fail too.
+    cli["strict"] = bool(config.getoption("strict", default=False)) or None
+    config_file = config.getoption("vcheck_config_file")
+    try:
+        settings = build_config(
+            cli, Path(config_file) if config_file else None, config.rootpath / "pyproject.toml"
+        )
+    except VcheckError as exc:
+        raise pytest.UsageError(f"vcheck: {exc}") from None
+    session = VcheckSession(config, settings)
+    config.stash[STASH] = session
+    config.pluginmanager.register(session, "vcheck-session")
+    if config_file or any(v not in (None, False) for v in cli.values()):
+        session.activate()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(STASH, None)
+    if session is not None:
+        config.pluginmanager.unregister(session)
+        del config.stash[STASH]
+
+
+def activate(config: pytest.Config) -> None:
+    """Resolve model, profile and eval sets now (called by the suites' conftest)."""
+    config.stash[STASH].activate()
+
+
+def session_of(config: pytest.Config) -> VcheckSession:
+    """The active :class:`VcheckSession` (activating it if needed)."""
+    session = config.stash[STASH]
+    session.activate()
+    return session
+
+
+class VcheckSession:
+    """State of one run: resolved model and data, memoised results, recorded checks."""
+
+    def __init__(self, config: pytest.Config, settings: VcheckConfig) -> None:
+        self.config = config
+        self.settings = settings
+        self.active = False
+        self.started = time.perf_counter()
+        self.ref = None
+        self.profile = None
+        self.eval_set_names: list[str] = []
+        self.model = None
+        self.eval_sets: dict[str, Any] = {}
+        self._predictions: dict[str, Any] = {}
+        self._accuracy: dict[tuple[str, str | None], Any] = {}
+        self._probes: dict[str, Any] = {}
+        self.checks: list[CheckResult] = []
+        self.outcomes: dict[str, str] = {}
+        self.problems: dict[str, dict[str, str]] = {}
+        self.failed_check_nodeids: set[str] = set()
+
+    # -- activation and loading ----------------------------------------------------------
+    def activate(self) -> None:
+        if self.active:
+            return
+        from vcheck.data.sources import check_available, eval_set_names
+        from vcheck.models import resolve_model
+        from vcheck.profiles import load_profile
+
+        s = self.settings
+        try:
+            self.ref = resolve_model(s.model, s.weights)
+            self.profile = load_profile(s.profile or self.ref.profile, self.ref.cfg.classes)
+            self.eval_set_names = eval_set_names(self.ref.cfg, s)
+            check_available(self.ref.cfg, s)
+            self.device = _device(s.device)
+        except VcheckError as exc:
+            raise pytest.UsageError(f"vcheck: {exc}") from None
+        self.active = True
+
+    def load(self) -> None:
+        """Load weights and eval sets (usage error on failure); idempotent."""
+        if self.model is not None:
+            return
+        from vcheck.data.sources import load_eval_set
+
+        self.activate()
+        try:
+            self.model = self.ref.load(self.device)
+            self.config.hook.pytest_vcheck_model_loaded(model=self.model)
+            for name in self.eval_set_names:
+                self.eval_sets[name] = load_eval_set(name, self.ref.cfg, self.settings)
+        except VcheckError as exc:
+            raise pytest.UsageError(f"vcheck: {exc}") from None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return
+        if any(_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+            self.load()
+
+    # -- memoised work -------------------------------------------------------------------
+    def _write(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        ctx = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with ctx:
+            reporter.write_line(line)
+
+    def predictions(self, name: str):
+        if name not in self._predictions:
+            from vcheck.predictions import PredictionCache, get_predictions
+
+            self.load()
+            s = self.settings
+            cache = None if s.no_cache else PredictionCache(s.cache_dir / "predictions")
+            preds = get_predictions(
+                self.model, self.eval_sets[name], cache, s.batch_size, s.num_workers, self._write
+            )
+            if preds.from_cache:
+                self._write(f"vcheck: {self.model.name} on {name}: predictions from cache")
+            self._predictions[name] = preds
+        return self._predictions[name]
+
+    def accuracy(self, name: str, slice_name: str | None = None):
+        """AccuracyEvaluator of an eval set or one of the profile's slices (None if empty)."""
+        key = (name, slice_name)
+        if key not in self._accuracy:
+            from vcheck.evaluate.accuracy import AccuracyEvaluator
+
+            if slice_name is None:
+                acc = self.profile.accuracy
+                self._accuracy[key] = AccuracyEvaluator(
+                    self.predictions(name),
+                    self.model.classes,
+                    priors=acc.class_priors,
+                    resamples=self.settings.bootstrap_resamples,
+                    seed=self.settings.seed,
+                    confidence=self.settings.confidence,
+                )
+            else:
+                whole = self.accuracy(name)
+                spec = next(s for s in self.profile.accuracy.slices if s.name == slice_name)
+                if spec.ids is not None:
+                    mask = np.array([i in spec.ids for i in whole.predictions.ids], dtype=bool)
+                else:
+                    wanted = [self.model.classes.index(c) for c in spec.classes]
+                    mask = np.isin(whole.labels, wanted)
+                idx = np.flatnonzero(mask)
+                self._accuracy[key] = whole.subset(idx) if len(idx) else None
+        return self._accuracy[key]
+
+    def probe(self, name: str):
+        if name not in self._probes:
+            from vcheck.evaluate.sanity import probe_model
+
+            self.load()
+            self._probes[name] = probe_model(self.model, self.eval_sets[name])
+        return self._probes[name]
+
+    # -- recording -------------------------------------------------------------------------
+    def record(self, item: pytest.Item, result: CheckResult) -> None:
+        item.user_properties.append((_CHECK_PROPERTY, json.dumps(result.to_json())))
+        item.user_properties.append(
+            (f"vcheck.{result.suite}.{result.subject.replace(' on ', '.')}", result.value)
+        )
+        self.config.hook.pytest_vcheck_check_recorded(result=result)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        if self.settings.strict and report.skipped and not hasattr(report, "wasxfail"):
+            reason = _skip_reason(report)
+            report.outcome = "failed"
+            report.longrepr = f"skipped under --strict: {reason}"
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == _CHECK_PROPERTY and report.when == "call":
+                result = _check_from_json(json.loads(value))
+                self.checks.append(result)
+                if result.outcome == "fail":
+                    self.failed_check_nodeids.add(report.nodeid)
+        nodeid = report.nodeid
+        if report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+            self.outcomes[nodeid] = outcome
+            if nodeid not in self.failed_check_nodeids:
+                message = report.longreprtext.strip().splitlines()
+                self.problems[nodeid] = {
+                    "nodeid": nodeid,
+                    "outcome": outcome,
+                    "message": message[-1][:300] if message else "",
+                }
+        elif report.skipped and nodeid not in self.outcomes:
+            self.outcomes[nodeid] = "skipped"
+            self.problems[nodeid] = {
+                "nodeid": nodeid,
+                "outcome": "skipped",
+                "message": _skip_reason(report),
+            }
+        elif report.when == "call" and report.passed and nodeid not in self.outcomes:
+            self.outcomes[nodeid] = "passed"
+
+    # -- outputs -----------------------------------------------------------------------------
+    def document(self) -> dict[str, Any]:
+        from vcheck.report.document import build_document, ids_digest, pack_bits
+
+        tests = {
+            k: sum(v == k for v in self.outcomes.values())
+            for k in ("passed", "failed", "error", "skipped")
+        }
+        per_sample = {}
+        for name, acc in self._accuracy.items():
+            if name[1] is None and acc is not None:
+                per_sample[name[0]] = {
+                    "n": acc.n,
+                    "ids_sha256": ids_digest(acc.predictions.ids),
+                    "top1_correct": pack_bits(acc.correct(1)),
+                }
+        return build_document(
+            model=self.model.describe()
+            if self.model
+            else {
+                "name": self.settings.model,
+                "fingerprint": "0" * 64,
+                "source": "not loaded",
+                "domain": self.ref.cfg.domain if self.ref else "unknown",
+                "num_classes": 0,
+            },
+            eval_sets=[self.eval_sets[n].describe() for n in self.eval_sets],
+            settings=self.settings.as_dict(),
+            profile=self.profile.describe() if self.profile else {"path": None, "sha256": None},
+            checks=self.checks,
+            tests=tests,
+            problems=list(self.problems.values()),
+            per_sample=per_sample,
+        )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.active or hasattr(self.config, "workerinput"):
+            return
+        from vcheck.report.document import dumps, write_atomic
+        from vcheck.report.html import render
+
+        self.doc = self.document()
+        s = self.settings
+        write_atomic(s.metrics_json_path, dumps(self.doc))
+        write_atomic(s.report_path, render(self.doc, time.perf_counter() - self.started))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        doc = getattr(self, "doc", None)
+        if doc is None:
+            return
+        counts = doc["summary"]["checks"]
+        verdict = doc["verdict"]
+        terminalreporter.write_sep(
+            "=", f"vcheck {verdict}", green=verdict == "PASS", red=verdict != "PASS", bold=True
+        )
+        for check in (c for c in self.checks if c.outcome == "fail"):
+            terminalreporter.write_line(f"FAILED CHECK {check.message()}", red=True)
+        terminalreporter.write_line(
+            f"{counts['pass']} checks passed, {counts['fail']} failed, {counts['info']} "
+            f"informational; model {doc['model']['name']} {doc['model']['fingerprint'][:12]}"
+        )
+        terminalreporter.write_line(f"report:  {self.settings.report_path}")
+        terminalreporter.write_line(f"metrics: {self.settings.metrics_json_path}")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from vcheck.errors import InvalidArgument
+
+        raise InvalidArgument("--device=cuda but no CUDA device is visible; use --device=auto")
+    return torch.device(name)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def _check_from_json(d: dict[str, Any]) -> CheckResult:
+    threshold = Threshold(d["threshold"], d["direction"]) if d["threshold"] is not None else None
+    value = d["value"] if d["value"] is not None else float("nan")
+    return CheckResult(
+        suite=d["suite"],
+        metric=d["metric"],
+        eval_set=d["eval_set"],
+        value=value,
+        n=d["n"],
+        threshold=threshold,
+        ci=tuple(d["ci"]) if d["ci"] else None,
+        ci_method=d["ci_method"],
+        gate=d["gate"],
+        slice=d["slice"],
+        nodeid=d["nodeid"],
+        details=d["details"],
+    )
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "eval_set" in metafunc.fixturenames:
+        names = session_of(metafunc.config).eval_set_names
+        metafunc.parametrize("eval_set", names, indirect=True, ids=names)
+
+
+@pytest.fixture(scope="session")
+def vcheck_session(request: pytest.FixtureRequest) -> VcheckSession:
+    """The run's :class:`VcheckSession`, with model and eval sets loaded."""
+    session = session_of(request.config)
+    session.load()
+    return session
+
+
+@pytest.fixture(scope="session")
+def vcheck_config(request: pytest.FixtureRequest) -> VcheckConfig:
+    """The resolved :class:`~vcheck.config.VcheckConfig` of this run."""
+    return request.config.stash[STASH].settings
+
+
+@pytest.fixture(scope="session")
+def vcheck_model(vcheck_session: VcheckSession):
+    """The :class:`~vcheck.models.ModelUnderTest` chosen by ``--model``, in eval mode."""
+    return vcheck_session.model
+
+
+@pytest.fixture(scope="session")
+def vcheck_profile(vcheck_session: VcheckSession):
+    """The threshold :class:`~vcheck.profiles.Profile` of this run."""
+    return vcheck_session.profile
+
+
+@pytest.fixture
+def eval_set(request: pytest.FixtureRequest, vcheck_session: VcheckSession):
+    """One eval set of the model's domain; tests using it run once per eval set.
+
+    Example::
+
+        def test_has_images(eval_set):
+            assert len(eval_set) > 0
+    """
+    name = getattr(request, "param", None)
+    if name is None:
+        raise pytest.UsageError(
+            "the eval_set fixture is parametrized by vcheck; do not override it"
+        )
+    return vcheck_session.eval_sets[name]
+
+
+@pytest.fixture
+def predictions(eval_set, vcheck_session: VcheckSession):
+    """Cached :class:`~vcheck.predictions.Predictions` of the model on ``eval_set``."""
+    return vcheck_session.predictions(eval_set.name)
+
+
+@pytest.fixture
+def accuracy(eval_set, vcheck_session: VcheckSession):
+    """Memoised :class:`~vcheck.evaluate.accuracy.AccuracyEvaluator` for ``eval_set``."""
+    return vcheck_session.accuracy(eval_set.name)
+
+
+@pytest.fixture
+def sanity_probe(eval_set, vcheck_session: VcheckSession):
+    """:class:`~vcheck.evaluate.sanity.ProbeResult` of re-running a few images of ``eval_set``."""
+    return vcheck_session.probe(eval_set.name)
+
+
+@pytest.fixture
+def record_check(
+    request: pytest.FixtureRequest, vcheck_session: VcheckSession
+) -> Callable[..., CheckResult]:
+    """Record a measurement as a check; fails the test with a readable line if it fails.
+
+    Example::
+
+        def test_top1(accuracy, eval_set, record_check):
+            record_check("accuracy", "top1", accuracy.measure("top1"), eval_set=eval_set.name,
+                         threshold=Threshold(0.9, "min"))
+    """
+
+    def record(
+        suite: str,
+        metric: str,
+        measurement: Measurement,
+        *,
+        eval_set: str,
+        threshold: Threshold | None,
+        slice: str | None = None,
+    ) -> CheckResult:
+        __tracebackhide__ = True
+        result = CheckResult(
+            suite=suite,
+            metric=metric,
+            eval_set=eval_set,
+            value=measurement.value,
+            n=measurement.n,
+            threshold=threshold,
+            ci=measurement.ci,
+            ci_method=measurement.ci_method,
+            gate=vcheck_session.settings.gate,
+            slice=slice,
+            nodeid=request.node.nodeid,
+            details=measurement.details,
+        )
+        vcheck_session.record(request.node, result)
+        if result.outcome == "fail":
+            pytest.fail(result.message(), pytrace=False)
+        return result
+
+    return record

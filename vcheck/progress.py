@@ -1,0 +1,34 @@
+"""Progress lines for long passes, throttled so CI logs stay short."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Progress:
+    """Calls ``write(line)`` at most every ``interval`` seconds, plus once at the end.
+
+    Example:
+        >>> p = Progress("predict fmnist_test", total=2, write=print, interval=0)
+        >>> p.update(1); p.update(1)  # doctest: +ELLIPSIS
+        predict fmnist_test: 1/2 (50%) ...
+        predict fmnist_test: 2/2 (100%) ...
+    """
+
+    def __init__(
+        self, label: str, total: int, write: Callable[[str], None], interval: float = 2.0
+    ) -> None:
+        self.label, self.total, self.write, self.interval = label, total, write, interval
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last = -float("inf")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self._last >= self.interval or self.done >= self.total:
+            self._last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            pct = 100 * self.done / max(self.total, 1)
+            self.write(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) {rate:,.0f} images/s")
