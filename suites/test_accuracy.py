@@ -11,7 +11,7 @@ import pytest
 
 from vcheck.evaluate import sanity
 from vcheck.evaluate.accuracy import applicable_metrics
-from vcheck.plugin import session_of
+from vcheck.plugin import NOTHING_TO_CHECK, session_of
 
 SUITE = "accuracy"
 
@@ -24,7 +24,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("metric", metrics)
     if "slice_metric" in metafunc.fixturenames:
         pairs = [(s.name, m) for s in profile.slices for m in (s.thresholds or {"top1": None})]
-        metafunc.parametrize("slice_metric", pairs, ids=[f"{s}-{m}" for s, m in pairs])
+        if not pairs:
+            metafunc.parametrize("slice_metric", [NOTHING_TO_CHECK])
+        else:
+            metafunc.parametrize("slice_metric", pairs, ids=[f"{s}-{m}" for s, m in pairs])
 
 
 def test_logits_are_finite(predictions, eval_set, record_check):

@@ -32,8 +32,13 @@ class Threshold:
 def gate_value(
     value: float, ci: tuple[float, float] | None, direction: Direction, gate: str
 ) -> float:
-    """The number compared with the threshold under ``gate``."""
-    if gate == "point" or ci is None or not all(math.isfinite(v) for v in ci):
+    """The number compared with the threshold under ``gate``; a non-finite value stays so."""
+    if (
+        gate == "point"
+        or ci is None
+        or not math.isfinite(value)
+        or not all(math.isfinite(v) for v in ci)
+    ):
         return value
     low, high = ci
     conservative = gate == "lower"
@@ -109,7 +114,19 @@ class CheckResult:
                 d[key] = None
         if d["ci"] is not None and not all(math.isfinite(v) for v in d["ci"]):
             d["ci"] = None
+        d["details"] = _finite_or_none(d["details"])
         return d
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN: replace non-finite floats (at any depth) with None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)

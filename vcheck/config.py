@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vcheck.errors import InvalidArgument, UnknownNameError
-from vcheck.models.zoo import DEFAULT_MODEL
 
+DEFAULT_MODEL = "fmnist_cnn"  # the bundled zoo model trained on the embedded data
 GATES = ("point", "lower", "upper")
 DEVICES = ("auto", "cpu", "cuda")
 _PATH_KEYS = ("weights", "data_root", "report", "metrics_json", "cache_dir", "profile")

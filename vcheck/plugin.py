@@ -39,6 +39,9 @@ _FIXTURES = {
     "vcheck_session",
 }
 _CHECK_PROPERTY = "vcheck.check"
+NOTHING_TO_CHECK = "nothing-to-check"
+"""Parametrize with this alone when a profile gives a test nothing to check: the test is
+deselected, rather than skipped (which ``--strict`` would count as a failure)."""
 
 
 def _positive_int(text: str) -> int:
@@ -242,12 +245,25 @@ class VcheckSession:
 
         self.activate()
         try:
-            self.model = self.ref.load(self.device)
-            self.config.hook.pytest_vcheck_model_loaded(model=self.model)
-            for name in self.eval_set_names:
-                self.eval_sets[name] = load_eval_set(name, self.ref.cfg, self.settings)
+            eval_sets = {
+                n: load_eval_set(n, self.ref.cfg, self.settings) for n in self.eval_set_names
+            }
+            model = self.ref.load(self.device)
         except VcheckError as exc:
             raise pytest.UsageError(f"vcheck: {exc}") from None
+        self.config.hook.pytest_vcheck_model_loaded(model=model)
+        self.model, self.eval_sets = model, eval_sets
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
+        empty = [
+            item
+            for item in items
+            if hasattr(item, "callspec")
+            and any(v is NOTHING_TO_CHECK for v in item.callspec.params.values())
+        ]
+        if empty:
+            config.hook.pytest_deselected(items=empty)
+            items[:] = [item for item in items if item not in empty]
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -379,15 +395,7 @@ class VcheckSession:
                     "top1_correct": pack_bits(acc.correct(1)),
                 }
         return build_document(
-            model=self.model.describe()
-            if self.model
-            else {
-                "name": self.settings.model,
-                "fingerprint": "0" * 64,
-                "source": "not loaded",
-                "domain": self.ref.cfg.domain if self.ref else "unknown",
-                "num_classes": 0,
-            },
+            model=self.model.describe(),
             eval_sets=[self.eval_sets[n].describe() for n in self.eval_sets],
             settings=self.settings.as_dict(),
             profile=self.profile.describe() if self.profile else {"path": None, "sha256": None},
@@ -398,7 +406,9 @@ class VcheckSession:
         )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.active or hasattr(self.config, "workerinput"):
+        if self.model is None or self.config.option.collectonly:
+            return  # nothing was measured (usage error, or no vcheck test collected)
+        if hasattr(self.config, "workerinput"):  # xdist workers: the controller reports
             return
         from vcheck.report.document import dumps, write_atomic
         from vcheck.report.html import render

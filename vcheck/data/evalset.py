@@ -7,15 +7,20 @@ Images are produced on demand as float [0, 1] NCHW tensors at the model's input 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
+
+from vcheck.errors import VcheckWarning
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -41,6 +46,8 @@ class EvalSet:
     @property
     def metadata(self) -> pd.DataFrame:
         """One row per sample: id, label, class name (suites add their own attributes)."""
+        import pandas as pd
+
         labels = self.labels.numpy()
         return pd.DataFrame(
             {"id": self.ids, "label": labels, "class_name": [self.classes[i] for i in labels]}
@@ -150,6 +157,12 @@ def stratified_indices(labels: torch.Tensor, n: int, seed: int) -> list[int]:
     y = labels.numpy()
     try:
         chosen, _ = train_test_split(np.arange(total), train_size=n, stratify=y, random_state=seed)
-    except ValueError:  # fewer samples than classes, or a class with a single member
+    except ValueError as exc:  # fewer samples than classes, or a class with a single member
+        warnings.warn(
+            f"vcheck: cannot stratify {n} of {total} samples by class ({exc}); "
+            "taking a seeded uniform subset instead",
+            VcheckWarning,
+            stacklevel=2,
+        )
         chosen = np.random.default_rng(seed).choice(total, size=n, replace=False)
     return sorted(int(i) for i in chosen)

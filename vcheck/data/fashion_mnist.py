@@ -2,7 +2,7 @@
 
 torchvision's FashionMNIST reader needs the four IDX files un-gzipped under
 ``<root>/FashionMNIST/raw``; files found gzipped elsewhere are un-gzipped into the cache once
-(atomically, so an interrupted copy is never mistaken for a finished one).
+per source (atomically, so an interrupted copy is never mistaken for a finished one).
 """
 
 from __future__ import annotations
@@ -58,10 +58,16 @@ def ensure_raw_files(data_root: Path | None, cache_root: Path) -> Path:
         if all(found):
             if directory.resolve() == raw.resolve():
                 return cache_root
-            raw.mkdir(parents=True, exist_ok=True)
+            # One copy per source (path, size, mtime): another --data-root is never shadowed.
+            key = hashlib.sha256()
+            for src in found:
+                st = src.stat()
+                key.update(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            root = cache_root / f"fashion-mnist-{key.hexdigest()[:16]}"
+            (root / "FashionMNIST" / "raw").mkdir(parents=True, exist_ok=True)
             for stem, src in zip(FILES, found, strict=True):
-                _copy_unzipped(src, raw / stem)
-            return cache_root
+                _copy_unzipped(src, root / "FashionMNIST" / "raw" / stem)
+            return root
     raise MissingArtefactError(
         "Fashion-MNIST not found: looked for "
         + ", ".join(FILES)

@@ -35,7 +35,7 @@ def folder_to_class(folders: list[str], classes: tuple[str, ...], root: Path) ->
             mapping[folder] = by_name[_norm(folder)]
     if len(mapping) == len(folders):
         return mapping
-    if len(folders) == len(classes):
+    if not mapping and len(folders) == len(classes):  # e.g. WordNet ids, in index order
         return {f: i for i, f in enumerate(sorted(folders))}
     unmatched = [f for f in folders if f not in mapping]
     raise InvalidArgument(

@@ -18,11 +18,23 @@ def read_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptArtefactError(
-            f"cannot read weights file {path}: {first[:200]}. "
+            f"cannot read weights file {path}: {_load_error_reason(exc)}. "
             "Check that it is a PyTorch state dict saved with torch.save (not truncated)."
         ) from None
+
+
+def _load_error_reason(exc: Exception) -> str:
+    """The first line of torch.load's error that says what is wrong with the file.
+
+    A weights-only refusal opens with advice to retry with ``weights_only=False`` (arbitrary
+    code execution), which a one-line message must not pass on; the reason follows a marker.
+    """
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = "torch.load(weights_only=True) refused it: " + text.split(marker, 1)[1].strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -27,7 +27,6 @@ from vcheck.errors import (
     CorruptArtefactError,
     InvalidArgument,
     MissingArtefactError,
-    VcheckError,
 )
 from vcheck.models import torchvision_models as tvm
 from vcheck.models.base import ModelCfg, ModelUnderTest, file_sha256, finalize
@@ -99,11 +98,12 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
     if weights_path is not None and not weights_path.is_file():
         raise InvalidArgument(f"--weights={weights} is not a file; pass the path of a .pt/.pth")
     path = Path(name).expanduser()
-    if path.is_file() or name.endswith(_CHECKPOINT_SUFFIXES):
+    reg = model_registry()
+    looks_like_path = name.endswith(_CHECKPOINT_SUFFIXES) or "/" in name or "\\" in name
+    if looks_like_path or (path.is_file() and name not in reg):
         return _resolve_checkpoint(name, path)
     if ":" in name:
         return _resolve_factory(name)
-    reg = model_registry()
     arch = reg.canonical(name)
     if reg.get(arch) == "zoo":
         entry = ZOO[arch]
@@ -152,7 +152,12 @@ def _resolve_factory(name: str) -> ModelRef:
             f"--model={name}: cannot import {attr!r} from {module_name!r} ({exc}). "
             "Use package.module:factory with the module on sys.path."
         ) from None
-    made = factory()
+    try:
+        made = factory()
+    except Exception as exc:
+        raise InvalidArgument(
+            f"--model={name}: the factory raised {type(exc).__name__}: {exc}"
+        ) from exc
     if isinstance(made, tuple) and len(made) == 2:
         net, cfg = made
     else:
@@ -172,7 +177,7 @@ def _read_card(arch: str, weights: Path) -> dict | None:
     card = json.loads(card_path.read_text())
     expected = card.get("weights_sha256")
     if expected and file_sha256(weights) != expected:
-        raise VcheckError(
+        raise CorruptArtefactError(
             f"{weights} does not match the sha256 in its model card {card_path}; the file was "
             "changed or damaged. Restore it with git, or retrain with `make zoo`."
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vcheck.data.evalset import stratified_indices
 from vcheck.data.fashion_mnist import load_fashion_mnist
 from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
 from vcheck.models.zoo import ZOO, fixtures_dir
@@ -53,12 +54,26 @@ def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> d
     }
 
 
-def train(name: str, recipe: Recipe, data_root: Path | None, cache_root: Path, out: Path) -> dict:
+def train(
+    name: str,
+    recipe: Recipe,
+    data_root: Path | None,
+    cache_root: Path,
+    out: Path,
+    limit: int | None = None,
+) -> dict:
+    """Train zoo model ``name`` and write its weights and card to ``out``.
+
+    ``limit`` trains and tests on seeded stratified subsets of that many images (for tests).
+    """
     entry = ZOO[name]
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True)
     train_set = load_fashion_mnist("train", data_root, cache_root)
     test_set = load_fashion_mnist("test", data_root, cache_root)
+    if limit is not None:
+        train_set = train_set.subset(stratified_indices(train_set.labels, limit, recipe.seed))
+        test_set = test_set.subset(stratified_indices(test_set.labels, limit, recipe.seed))
     net = entry.build()
     model = Normalized(net, entry.cfg.mean, entry.cfg.std)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -117,6 +132,7 @@ def train(name: str, recipe: Recipe, data_root: Path | None, cache_root: Path, o
         "weights_sha256": file_sha256(weights),
         "state_dict_sha256": state_dict_fingerprint(net),
         "training_seconds": round(seconds, 1),
+        "limit": limit,
         "torch_version": torch.__version__,
         "command": f"python -m vcheck.models.train_zoo --models {name}",
     }
@@ -131,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "vcheck")
     parser.add_argument("--out", type=Path, default=fixtures_dir() / "models")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
+    parser.add_argument("--limit", type=int, default=None, help="train/test on N images only")
     args = parser.parse_args(argv)
     for name in args.models:
         recipe = RECIPES[name]
         if args.epochs is not None:
             recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
-        card = train(name, recipe, args.data_root, args.cache_dir / "data", args.out)
+        card = train(name, recipe, args.data_root, args.cache_dir / "data", args.out, args.limit)
         print(f"wrote {args.out / name}.pt: test top1 {card['test_metrics']['top1']:.4f}")
     return 0
 

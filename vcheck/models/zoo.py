@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
+from vcheck.config import DEFAULT_MODEL
 from vcheck.models.base import ModelCfg
 
 FASHION_MNIST_CLASSES = (
@@ -109,6 +110,8 @@ def fmnist_mlp() -> nn.Module:
     )
 
 
+__all__ = ["DEFAULT_MODEL", "ZOO", "ZooEntry", "fixtures_dir"]
+
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
@@ -117,4 +120,3 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("fmnist_mlp", fmnist_mlp, FASHION_MNIST_CFG, "3-layer MLP"),
     )
 }
-DEFAULT_MODEL = "fmnist_cnn"
