@@ -295,7 +295,7 @@ def test_a_file_named_like_a_registered_model_does_not_shadow_it(
 ):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "resnet18").write_bytes(b"not a checkpoint")
-    with pytest.raises(MissingArtefactError, match="resnet18-f37072fd.pth"):
+    with pytest.raises(MissingArtefactError, match=r"resnet18-f37072fd\.pth"):
         resolve_model("resnet18")
 
 
