@@ -24,9 +24,12 @@ if ! "$PY" -c "import torch, torchvision; assert torch.__version__.startswith('2
 fi
 
 stamp="$VENV/.vcheck-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: installing vcheck and its test tools"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$0" -nt "$stamp" ]; then
+    echo "setup: installing vcheck, its test tools and auto_LiRPA"
     "$PY" -m pip install -q -e ".[test]"
+    # auto-lirpa 0.3's metadata pins torch<1.13; its runtime needs are appdirs and tqdm.
+    # vcheck/verify/_lirpa_compat.py patches what torch 2.14 removed.
+    "$PY" -m pip install -q --no-deps auto-lirpa==0.3 appdirs tqdm
     touch "$stamp"
 fi
 

@@ -96,7 +96,8 @@ class CheckResult:
 
     def message(self) -> str:
         """One line a release manager can read: what, value, interval, threshold, verdict."""
-        ci = f" [{self.ci[0]:.4f}, {self.ci[1]:.4f}]" if self.ci else ""
+        finite = self.ci is not None and all(math.isfinite(v) for v in self.ci)
+        ci = f" [{self.ci[0]:.4f}, {self.ci[1]:.4f}]" if finite else ""
         text = f"{self.subject} = {self.value:.4f}{ci} (n={self.n})"
         if self.threshold is None:
             return text + ", no threshold in the profile (informational)"

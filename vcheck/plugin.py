@@ -414,6 +414,8 @@ class VcheckSession:
         from vcheck.report.html import render
 
         self.doc = self.document()
+        if self.doc["verdict"] == "FAIL" and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. every gate was skipped
         s = self.settings
         write_atomic(s.metrics_json_path, dumps(self.doc))
         write_atomic(s.report_path, render(self.doc, time.perf_counter() - self.started))

@@ -1,0 +1,1 @@
+"""Verifiers and bounds: auto_LiRPA adapters (IBP, CROWN, alpha-CROWN) on plain torch networks."""
