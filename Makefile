@@ -18,7 +18,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-# Retrain the bundled Fashion-MNIST zoo (deterministic; about 15 minutes on 2 cores).
+# Retrain the bundled Fashion-MNIST zoo (deterministic; about 40 minutes on 2 busy cores).
 zoo: setup
 	$(PY) -m vcheck.models.train_zoo
 

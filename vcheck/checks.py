@@ -102,7 +102,8 @@ class CheckResult:
         if self.threshold is None:
             return text + ", no threshold in the profile (informational)"
         verb = {"pass": "meets", "fail": "fails"}[self.outcome]
-        return f"{text} {verb} the threshold {self.threshold} (gate={self.gate})"
+        note = f": {self.details['note']}" if self.details.get("note") else ""
+        return f"{text} {verb} the threshold {self.threshold} (gate={self.gate}){note}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

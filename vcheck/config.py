@@ -20,7 +20,15 @@ from vcheck.errors import InvalidArgument, UnknownNameError
 DEFAULT_MODEL = "fmnist_cnn"  # the bundled zoo model trained on the embedded data
 GATES = ("point", "lower", "upper")
 DEVICES = ("auto", "cpu", "cuda")
-_PATH_KEYS = ("weights", "data_root", "report", "metrics_json", "cache_dir", "profile")
+_PATH_KEYS = (
+    "weights",
+    "data_root",
+    "report",
+    "metrics_json",
+    "cache_dir",
+    "profile",
+    "soundness_dir",
+)
 
 
 def default_cache_dir() -> Path:
@@ -53,6 +61,8 @@ class VcheckConfig:
     bootstrap_resamples: int = 200
     confidence: float = 0.95
     eval_sets: dict[str, Path] = field(default_factory=dict)
+    verifiers: tuple[str, ...] = ()
+    soundness_dir: Path | None = None
 
     def __post_init__(self) -> None:
         _check_choice("gate", self.gate, GATES)
@@ -91,6 +101,8 @@ class VcheckConfig:
                 v = str(v)
             elif isinstance(v, dict):
                 v = {k: str(p) for k, p in v.items()}
+            elif isinstance(v, tuple):
+                v = list(v)
             out[f.name] = v
         return out
 
@@ -120,6 +132,10 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
                 f'eval_sets={value!r}: expected a table of name = "path/to/image/folder"'
             )
         return {k: (base / Path(v).expanduser()).resolve() for k, v in value.items()}
+    if key == "verifiers":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"verifiers={value!r}: expected a list of verifier names")
+        return tuple(value)
     if key == "confidence" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if key in ("strict", "no_cache") and not isinstance(value, bool):
@@ -164,5 +180,9 @@ def build_config(
             raise UnknownNameError("option", key, KEYS)
         if value is None or (value is False and key in ("strict", "no_cache")):
             continue
-        merged[key] = Path(value).expanduser().resolve() if key in _PATH_KEYS else value
+        if key in _PATH_KEYS:
+            value = Path(value).expanduser().resolve()
+        elif key == "verifiers":
+            value = tuple(value)
+        merged[key] = value
     return replace(VcheckConfig(), **merged)

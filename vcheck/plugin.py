@@ -134,6 +134,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="recompute predictions instead of reading or writing the cache",
     )
     add(
+        "--verifier",
+        dest="vcheck_verifiers",
+        action="append",
+        metavar="SPEC",
+        help="verifier for the soundness suite (repeatable): IBP, CROWN, alpha-CROWN, BaB, "
+        "'cmd:<command with {onnx} {vnnlib} {timeout} {result}>' or package.module:object "
+        "(default: the four built-in ones)",
+    )
+    add(
+        "--soundness-dir",
+        dest="vcheck_soundness_dir",
+        metavar="DIR",
+        help="folder of VNN-COMP benchmark folders (default: fixtures/soundness)",
+    )
+    add(
         "--batch-size",
         dest="vcheck_batch_size",
         type=_positive_int,
@@ -156,6 +171,8 @@ _CLI_KEYS = (
     "cache_dir",
     "no_cache",
     "batch_size",
+    "verifiers",
+    "soundness_dir",
 )
 
 
@@ -213,6 +230,7 @@ class VcheckSession:
         self._predictions: dict[str, Any] = {}
         self._accuracy: dict[tuple[str, str | None], Any] = {}
         self._probes: dict[str, Any] = {}
+        self._memo: dict[Any, Any] = {}
         self.checks: list[CheckResult] = []
         self.outcomes: dict[str, str] = {}
         self.problems: dict[str, dict[str, str]] = {}
@@ -332,6 +350,12 @@ class VcheckSession:
             self.load()
             self._probes[name] = probe_model(self.model, self.eval_sets[name])
         return self._probes[name]
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for the session (e.g. a verifier over a benchmark)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # -- recording -------------------------------------------------------------------------
     def record(self, item: pytest.Item, result: CheckResult) -> None:
@@ -567,8 +591,10 @@ def record_check(
         eval_set: str,
         threshold: Threshold | None,
         slice: str | None = None,
+        note: str = "",
     ) -> CheckResult:
         __tracebackhide__ = True
+        details = dict(measurement.details, **({"note": note} if note else {}))
         result = CheckResult(
             suite=suite,
             metric=metric,
@@ -581,7 +607,7 @@ def record_check(
             gate=vcheck_session.settings.gate,
             slice=slice,
             nodeid=request.node.nodeid,
-            details=measurement.details,
+            details=details,
         )
         vcheck_session.record(request.node, result)
         if result.outcome == "fail":

@@ -58,10 +58,19 @@ class AccuracyProfile:
 
 
 @dataclass(frozen=True)
+class SoundnessProfile:
+    """Per-instance verifier budget for the soundness suite."""
+
+    timeout: float = 30.0
+    bab_max_domains: int = 300
+
+
+@dataclass(frozen=True)
 class Profile:
     path: Path | None
     sha256: str | None
     accuracy: AccuracyProfile = field(default_factory=AccuracyProfile)
+    soundness: SoundnessProfile = field(default_factory=SoundnessProfile)
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None, "sha256": self.sha256}
@@ -132,8 +141,11 @@ def load_profile(path: Path | None, classes: tuple[str, ...]) -> Profile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"threshold profile {path} is not valid TOML: {exc}") from None
     for suite in data:
-        if suite != "accuracy":
-            raise UnknownNameError("profile table", suite, ("accuracy",), f"(in {path})")
+        if suite not in ("accuracy", "soundness"):
+            raise UnknownNameError(
+                "profile table", suite, ("accuracy", "soundness"), f"(in {path})"
+            )
+    soundness = _soundness(data.get("soundness", {}), path)
     acc = dict(data.get("accuracy", {}))
     slices_table = acc.pop("slices", {})
     priors = acc.pop("class_priors", None)
@@ -149,5 +161,23 @@ def load_profile(path: Path | None, classes: tuple[str, ...]) -> Profile:
         raise InvalidArgument(f"{path}: top1_prior_corrected needs class_priors in [accuracy]")
     slices = tuple(_slice(n, t, path.parent, classes) for n, t in slices_table.items())
     return Profile(
-        path.resolve(), hashlib.sha256(raw).hexdigest(), AccuracyProfile(thresholds, priors, slices)
+        path.resolve(),
+        hashlib.sha256(raw).hexdigest(),
+        AccuracyProfile(thresholds, priors, slices),
+        soundness,
+    )
+
+
+def _soundness(table: dict[str, Any], path: Path) -> SoundnessProfile:
+    allowed = ("timeout", "bab_max_domains")
+    for key, value in table.items():
+        if key not in allowed:
+            raise UnknownNameError("soundness setting", key, allowed, f"(in [soundness] of {path})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise InvalidArgument(
+                f"[soundness] {key}={value!r} in {path}: expected a positive number"
+            )
+    return SoundnessProfile(
+        timeout=float(table.get("timeout", 30.0)),
+        bab_max_domains=int(table.get("bab_max_domains", 300)),
     )

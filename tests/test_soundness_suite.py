@@ -1,0 +1,81 @@
+"""The verifier-soundness suite end to end, as a user runs it: sound verifiers pass on the
+shipped benchmark, a box-shrinking verifier fails naming the instance, the verifier and x*."""
+
+import json
+import textwrap
+from pathlib import Path
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+SOUNDNESS = REPO / "suites" / "test_verifier_soundness.py"
+BENCH = "mlp_4x64_eps0.02"
+METRICS = Path("reports") / "fmnist_cnn.metrics.json"
+
+MUTANT = '''
+from vcheck.verify.lirpa import LirpaVerifier
+
+
+class ShrunkBoxIBP:
+    """A buggy verifier: bounds the box shrunk to 98% of eps around its centre."""
+
+    def verify(self, instance):
+        inner = LirpaVerifier("IBP")
+        c = (instance.lower + instance.upper) / 2
+        lower, upper = c - 0.98 * (c - instance.lower), c + 0.98 * (instance.upper - c)
+        import dataclasses
+        return inner.verify(self.net, dataclasses.replace(instance, lower=lower, upper=upper))
+
+
+class WithNet(ShrunkBoxIBP):
+    def verify(self, net, instance):
+        self.net = net
+        return super().verify(instance)
+
+
+BUGGY = WithNet()
+'''
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess(
+        SOUNDNESS,
+        "-p",
+        "no:cacheprovider",
+        f"--soundness-dir={REPO / 'fixtures' / 'soundness'}",
+        "-k",
+        BENCH,
+        *args,
+        timeout=600,
+    )
+
+
+def test_sound_verifiers_pass_and_rates_are_reported(pytester):
+    result = run(pytester, "--verifier=IBP", "--verifier=CROWN")
+    assert result.ret == 0, result.stdout.str()
+    checks = json.loads((pytester.path / METRICS).read_text())["checks"]
+    by_metric = {c["metric"]: c for c in checks}
+    for v in ("IBP", "CROWN"):
+        assert by_metric[f"unsat_on_counterexample[{v}]"]["value"] == 0
+        rate = by_metric[f"verified_rate[{v}]"]
+        assert rate["outcome"] == "info" and 0 <= rate["value"] <= 1
+    # IBP proves every clean instance of this interval-trained host.
+    assert by_metric["verified_rate[IBP]"]["value"] == 1.0
+    assert by_metric["invalid_or_exposed_counterexamples"]["value"] == 0
+
+
+def test_a_box_shrinking_verifier_is_caught_naming_instance_verifier_and_x_star(pytester):
+    pytester.makepyfile(buggy_verifiers=textwrap.dedent(MUTANT))
+    result = run(pytester, "--verifier=buggy_verifiers:BUGGY", "-k", "no_unsat")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*unsat_on_counterexample[[]buggy_verifiers:BUGGY[]] on mlp_4x64_eps0.02 = 10.0000*"
+            "fails the threshold <= 0*said unsat on cex_*but x* = [[]*[]] is a counterexample*",
+        ]
+    )
+    manifest = json.loads((REPO / "fixtures/soundness" / BENCH / "manifest.json").read_text())
+    cex_ids = {i["id"] for i in manifest["instances"] if i["kind"] == "counterexample"}
+    checks = json.loads((pytester.path / METRICS).read_text())["checks"]
+    (check,) = [c for c in checks if c["metric"].startswith("unsat_on_counterexample")]
+    assert set(check["details"]["instances"]) == cex_ids
