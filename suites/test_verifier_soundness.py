@@ -77,7 +77,12 @@ def verdicts(verifier_spec, soundness_benchmark, vcheck_session):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny networks: one thread is faster and deterministic
         try:
-            return run_verifier(verifier, soundness_benchmark)
+            cache = (
+                None
+                if vcheck_session.settings.no_cache
+                else (vcheck_session.settings.cache_dir / "verdicts")
+            )
+            return run_verifier(verifier, soundness_benchmark, cache)
         finally:
             torch.set_num_threads(threads)
 

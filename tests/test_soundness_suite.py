@@ -5,6 +5,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +81,21 @@ def test_a_box_shrinking_verifier_is_caught_naming_instance_verifier_and_x_star(
     checks = json.loads((pytester.path / METRICS).read_text())["checks"]
     (check,) = [c for c in checks if c["metric"].startswith("unsat_on_counterexample")]
     assert set(check["details"]["instances"]) == cex_ids
+
+
+def test_builtin_verdicts_are_cached_and_reused(tmp_path, monkeypatch):
+    from vcheck.soundness.runner import load_benchmarks, run_verifier
+    from vcheck.verify.lirpa import LirpaVerifier
+
+    (bench,) = [b for b in load_benchmarks(REPO / "fixtures" / "soundness") if b.name == BENCH]
+    first = run_verifier(LirpaVerifier("IBP"), bench, tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+    def must_not_run(self, net, instance, **kwargs):
+        raise AssertionError("verified again despite a cached verdict")
+
+    monkeypatch.setattr(LirpaVerifier, "verify", must_not_run)
+    second = run_verifier(LirpaVerifier("IBP"), bench, tmp_path)
+    assert {k: r.verdict for k, r in second.items()} == {k: r.verdict for k, r in first.items()}
+    with pytest.raises(AssertionError):  # other settings, other key: not served from the cache
+        run_verifier(LirpaVerifier("CROWN"), bench, tmp_path)

@@ -62,7 +62,7 @@ class SoundnessProfile:
     """Per-instance verifier budget for the soundness suite."""
 
     timeout: float = 30.0
-    bab_max_domains: int = 300
+    bab_max_domains: int = 50
 
 
 @dataclass(frozen=True)
@@ -179,5 +179,5 @@ def _soundness(table: dict[str, Any], path: Path) -> SoundnessProfile:
             )
     return SoundnessProfile(
         timeout=float(table.get("timeout", 30.0)),
-        bab_max_domains=int(table.get("bab_max_domains", 300)),
+        bab_max_domains=int(table.get("bab_max_domains", 50)),
     )

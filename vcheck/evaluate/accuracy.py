@@ -17,20 +17,12 @@ from vcheck.checks import Measurement
 from vcheck.functional import classification as F
 from vcheck.functional.intervals import bootstrap_interval, wilson_interval
 from vcheck.predictions import Predictions
+from vcheck.profiles import ACCURACY_METRICS
 
 
 def applicable_metrics(num_classes: int, has_priors: bool) -> list[str]:
     """The accuracy metrics that are defined for a model with ``num_classes`` outputs."""
-    names = [
-        "top1",
-        "top5",
-        "balanced_accuracy",
-        "worst_class_recall",
-        "auc_ovr_macro",
-        "ece",
-        "nll",
-        "top1_prior_corrected",
-    ]
+    names = list(ACCURACY_METRICS)
     if num_classes <= 5:
         names.remove("top5")
     if not has_priors:

@@ -8,13 +8,18 @@ or ``package.module:object`` (any object with ``verify(instance)`` or ``verify(n
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
-from vcheck.errors import InvalidArgument, UnknownNameError
+from vcheck.errors import InvalidArgument, UnknownNameError, VcheckWarning
+from vcheck.report.document import write_atomic
 from vcheck.soundness.instances import Instance, SoundnessNetwork
 from vcheck.soundness.vnncomp import InstanceFiles, instance_files, read_benchmark
 from vcheck.verify.external import ExternalVerifier, Result
@@ -80,10 +85,70 @@ def resolve_verifier(spec: str, *, timeout: float, bab_max_domains: int):
     return LirpaVerifier(spec, timeout=timeout)
 
 
-def run_verifier(verifier, benchmark: Benchmark) -> dict[str, Result]:
-    """One verdict per instance id of ``benchmark``."""
+def run_verifier(
+    verifier, benchmark: Benchmark, cache_dir: Path | None = None
+) -> dict[str, Result]:
+    """One verdict per instance id of ``benchmark``.
+
+    Verdicts of the built-in verifiers are cached under ``cache_dir``, keyed by the verifier's
+    settings, the benchmark's manifest and the versions of vcheck and auto_LiRPA; external
+    commands and Python objects always run (their code can change under the same name).
+    """
+    from vcheck.verify.bab import BranchAndBound
+    from vcheck.verify.lirpa import LirpaVerifier
+
+    cacheable = cache_dir is not None and type(verifier) in (LirpaVerifier, BranchAndBound)
+    path = cache_dir / f"{_cache_key(verifier, benchmark)}.json" if cacheable else None
+    if path is not None and path.is_file():
+        try:
+            return {k: Result(**_result_fields(v)) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, TypeError, KeyError) as exc:
+            warnings.warn(
+                f"vcheck: ignoring unreadable verdict cache {path} ({exc})",
+                VcheckWarning,
+                stacklevel=2,
+            )
     if isinstance(verifier, ExternalVerifier):
         verifier = FileVerifier(verifier, benchmark)
+    results = {i.id: verifier.verify(benchmark.network, i) for i in benchmark.network.instances}
+    if path is not None:
+        write_atomic(path, json.dumps({k: _result_json(r) for k, r in results.items()}))
+    return results
+
+
+def _cache_key(verifier, benchmark: Benchmark) -> str:
+    import importlib.metadata
+
+    import vcheck
+
+    h = hashlib.sha256()
+    for part in (
+        repr(verifier),
+        vcheck.__version__,
+        importlib.metadata.version("auto-lirpa"),
+        (benchmark.directory / "manifest.json").read_bytes().hex(),
+    ):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _result_json(r: Result) -> dict:
+    def arr(a):
+        return None if a is None else np.asarray(a, np.float64).tolist()
+
     return {
-        inst.id: verifier.verify(benchmark.network, inst) for inst in benchmark.network.instances
+        "verdict": r.verdict,
+        "seconds": r.seconds,
+        "reason": r.reason,
+        "raw": r.raw,
+        "x": arr(r.x),
+        "y": arr(r.y),
+    }
+
+
+def _result_fields(d: dict) -> dict:
+    return {
+        **d,
+        "x": None if d["x"] is None else np.asarray(d["x"]),
+        "y": None if d["y"] is None else np.asarray(d["y"]),
     }
