@@ -1,12 +1,13 @@
 """Measure vcheck's inference path against a bare torch loop, side by side, in one run.
 
 Prints:
-1. forward passes per image over a full default run (`pytest suites/` on fmnist_cnn, cold
+1. forward passes per image over the default model's accuracy suite (fmnist_cnn, cold
    cache), split into the prediction pass and the sanity probes, and the same for a warm run;
 2. prediction throughput of vcheck (`get_predictions`, no cache) over a bare
    `torch.inference_mode()` loop on the same model, data and batch size (interleaved
    repetitions, medians);
-3. wall-clock seconds of the full default run, cold and warm cache, in subprocesses.
+3. wall-clock seconds of the full default run (`pytest suites/`: accuracy and verifier
+   soundness), cold and warm cache, in subprocesses.
 
 Usage: .venv/bin/python benchmarks/bench_predictions.py [--reps 5] [--batch-size 256]
 """
@@ -50,7 +51,9 @@ class ForwardCounter:
 def passes_per_image(cache_dir: Path, out: Path) -> tuple[float, int, int]:
     counter = ForwardCounter()
     args = [
-        str(REPO / "suites"),
+        str(REPO / "suites" / "test_accuracy.py"),
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
         "-q",
         "-p",
         "no:cacheprovider",
@@ -141,7 +144,7 @@ def main() -> None:
         t_cold = wall_clock(wall_cache, tmp)
         t_warm = wall_clock(wall_cache, tmp)
         print(
-            f"full default run (pytest suites/, fmnist_cnn, 10,000 images): cold cache "
+            f"full default run (pytest suites/: accuracy on 10,000 images + soundness): cold cache "
             f"{t_cold:.1f} s, warm cache {t_warm:.1f} s, warm/cold {t_warm / t_cold:.2f}"
         )
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
