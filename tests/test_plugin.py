@@ -337,7 +337,7 @@ def test_gate_lower_requires_the_interval_to_clear_the_threshold(
 def test_unknown_model_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run_to_usage_error(pytester, SUITES, "--model=no_such_model")
     line = assert_usage_error(result, pytester, "Unknown model 'no_such_model'")
-    assert "list_models" in line  # no close name exists, so the line says where to look
+    assert "Did you mean one of 'fmnist_cnn'" in line and "list_models" in line
 
 
 def test_misspelt_model_suggests_the_close_names(pytester: pytest.Pytester) -> None:

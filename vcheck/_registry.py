@@ -14,9 +14,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names (and aliases) to entries; unknown names raise with close matches."""
 
-    def __init__(self, kind: str, hint: str = "") -> None:
+    def __init__(self, kind: str, hint: str = "", featured: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.hint = hint
+        self.featured = featured  # suggested when no registered name is close to a typo
         self._entries: dict[str, T] = {}  # canonical name -> entry
         self._aliases: dict[str, str] = {}  # alias -> canonical name
 
@@ -41,7 +42,9 @@ class Registry(Generic[T]):
             return name
         if name in self._aliases:
             return self._aliases[name]
-        raise UnknownNameError(self.kind, name, self.names(include_aliases=True), self.hint)
+        raise UnknownNameError(
+            self.kind, name, self.names(include_aliases=True), self.hint, self.featured
+        )
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]

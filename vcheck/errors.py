@@ -28,12 +28,21 @@ class UnknownNameError(VcheckError, KeyError):
     The message lists close matches, so a typo is fixed from the error line alone.
     """
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        known: Iterable[str],
+        hint: str = "",
+        featured: Iterable[str] = (),
+    ) -> None:
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         msg = f"Unknown {kind} {name!r}."
         if close:
             msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+        elif featured:  # nothing close: point at the common choices instead
+            msg += " Did you mean one of " + ", ".join(repr(c) for c in featured) + "?"
         if hint:
             msg += f" {hint}"
         super().__init__(msg)

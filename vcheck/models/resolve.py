@@ -68,6 +68,7 @@ def model_registry() -> Registry[str]:
     reg: Registry[str] = Registry(
         "model",
         hint="See vcheck.list_models(), or pass a checkpoint path or package.module:factory.",
+        featured=(*ZOO, "convnext_t", "resnet50", "vit_b_16"),
     )
     for name in ZOO:
         reg.register(name, "zoo")
