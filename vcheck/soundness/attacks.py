@@ -61,13 +61,15 @@ def _run(
     step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
     init: Callable[[torch.Generator], torch.Tensor],
     net: nn.Module,
+    lower: torch.Tensor,
     label: torch.Tensor,
     restarts: int,
     steps: int,
     seed: int,
-    n_boxes: int,
-    shape: tuple[int, ...],
 ) -> AttackOutcome:
+    """Start ``restarts`` points per box with ``init``, then take ``steps`` of ``step_fn``,
+    keeping the first counterexample found per box."""
+    n_boxes, shape = len(label), tuple(lower.shape[1:])
     gen = torch.Generator().manual_seed(seed)
     found = torch.zeros(n_boxes, dtype=torch.bool)
     witness = torch.full((n_boxes, *shape), float("nan"))
@@ -107,17 +109,7 @@ def pgd(
         (grad,) = torch.autograd.grad(loss, x)
         return torch.max(torch.min(x.detach() + alpha * grad.sign(), hi), lo)
 
-    return _run(
-        step,
-        lambda g: _uniform(lo, hi, g),
-        net,
-        label,
-        restarts,
-        steps,
-        seed,
-        len(label),
-        tuple(lower.shape[1:]),
-    )
+    return _run(step, lambda g: _uniform(lo, hi, g), net, lower, label, restarts, steps, seed)
 
 
 def apgd(
@@ -159,17 +151,7 @@ def apgd(
             state["since"] = 0
         return new
 
-    return _run(
-        step,
-        lambda g: _uniform(lo, hi, g),
-        net,
-        label,
-        restarts,
-        steps,
-        seed,
-        len(label),
-        tuple(lower.shape[1:]),
-    )
+    return _run(step, lambda g: _uniform(lo, hi, g), net, lower, label, restarts, steps, seed)
 
 
 def random_vertices(
@@ -187,7 +169,7 @@ def random_vertices(
     def init(gen: torch.Generator) -> torch.Tensor:
         return torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi)
 
-    return _run(None, init, net, label, n, 0, seed, len(label), tuple(lower.shape[1:]))
+    return _run(None, init, net, lower, label, n, 0, seed)
 
 
 def random_points(
@@ -201,17 +183,7 @@ def random_points(
 ) -> AttackOutcome:
     """Evaluate ``n`` uniform random points of each box."""
     lo, hi = _expand(lower, n), _expand(upper, n)
-    return _run(
-        None,
-        lambda g: _uniform(lo, hi, g),
-        net,
-        label,
-        n,
-        0,
-        seed,
-        len(label),
-        tuple(lower.shape[1:]),
-    )
+    return _run(None, lambda g: _uniform(lo, hi, g), net, lower, label, n, 0, seed)
 
 
 @dataclass(frozen=True)
