@@ -217,3 +217,19 @@ def test_html_fetches_nothing(page):
 
 def test_html_is_identical_for_identical_documents():
     assert render(make_document()) == render(copy.deepcopy(make_document()))
+
+
+def test_reports_are_written_with_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from vcheck.report.document import write_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "r.html", "<html></html>")
+    finally:
+        os.umask(umask)
+    mode = stat.S_IMODE((tmp_path / "r.html").stat().st_mode)
+    assert mode == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temp file left behind
