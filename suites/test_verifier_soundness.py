@@ -244,3 +244,59 @@ def test_bounds_contain_sampled_outputs(bound_method):
             torch.testing.assert_close(lb, net(center).detach(), atol=1e-4, rtol=0)
 
     check()
+
+
+def test_model_certified_implies_robust_implies_clean(
+    eval_set, vcheck_model, vcheck_session, record_check
+):
+    """On the model under test: certified (auto_LiRPA; CROWN for small models, IBP above
+    300k parameters) <= robust (PGD) <= clean accuracy, sample by sample, at the profile's
+    [soundness] model_eps; a certified sample broken by PGD fails the run."""
+    from vcheck.evaluate.certified import cached_robustness_sample
+    from vcheck.functional.intervals import wilson_interval
+    from vcheck.verify.bounds import UnsupportedNetworkError
+
+    budget = vcheck_session.profile.soundness
+    try:
+        sample = vcheck_session.memo(
+            ("soundness", "model", eval_set.name),
+            lambda: cached_robustness_sample(
+                vcheck_model,
+                eval_set,
+                None
+                if vcheck_session.settings.no_cache
+                else vcheck_session.settings.cache_dir / "robustness",
+                n=budget.model_samples,
+                eps=budget.model_eps,
+                seed=vcheck_session.settings.seed,
+            ),
+        )
+    except ImportError as exc:
+        pytest.skip(f"certified accuracy needs auto_LiRPA: {exc}")
+    except UnsupportedNetworkError as exc:
+        pytest.skip(f"auto_LiRPA cannot bound {vcheck_model.name}: {exc}")
+    where = f"eps={sample.eps:.4g}, bounds={sample.method}"
+    for name, mask in (
+        ("clean", sample.clean),
+        ("robust_pgd", sample.robust),
+        ("certified", sample.certified),
+    ):
+        k = int(mask.sum())
+        record_check(
+            SUITE,
+            f"{name}_accuracy@eps",
+            Measurement(
+                k / sample.n, sample.n, wilson_interval(k, sample.n), "wilson", {"setting": where}
+            ),
+            eval_set=eval_set.name,
+            threshold=None,
+        )
+    broken = np.flatnonzero(sample.certified & ~sample.robust)
+    record_check(
+        SUITE,
+        "certified_but_not_robust",
+        Measurement(len(broken), sample.n, details={"samples": broken.tolist(), "setting": where}),
+        eval_set=eval_set.name,
+        threshold=NONE_ALLOWED,
+        note=f"certified samples that PGD broke or that are misclassified: {broken.tolist()}",
+    )

@@ -63,6 +63,8 @@ class SoundnessProfile:
 
     timeout: float = 30.0
     bab_max_domains: int = 50
+    model_eps: float = 1 / 255  # L-inf radius in pixel space for the model-under-test checks
+    model_samples: int = 100
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def load_profile(path: Path | None, classes: tuple[str, ...]) -> Profile:
 
 
 def _soundness(table: dict[str, Any], path: Path) -> SoundnessProfile:
-    allowed = ("timeout", "bab_max_domains")
+    allowed = ("timeout", "bab_max_domains", "model_eps", "model_samples")
     for key, value in table.items():
         if key not in allowed:
             raise UnknownNameError("soundness setting", key, allowed, f"(in [soundness] of {path})")
@@ -180,4 +182,6 @@ def _soundness(table: dict[str, Any], path: Path) -> SoundnessProfile:
     return SoundnessProfile(
         timeout=float(table.get("timeout", 30.0)),
         bab_max_domains=int(table.get("bab_max_domains", 50)),
+        model_eps=float(table.get("model_eps", 1 / 255)),
+        model_samples=int(table.get("model_samples", 100)),
     )
