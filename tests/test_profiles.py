@@ -199,3 +199,22 @@ def test_unknown_top_level_table(tmp_path):
     path = profile_file(tmp_path, "[accuracy]\ntop1 = { min = 0.9 }\n[acuracy]\n")
     with pytest.raises(UnknownNameError, match=r"'acuracy'.*Did you mean 'accuracy'"):
         load_profile(path, CLASSES)
+
+
+def test_soundness_table_is_validated_and_has_defaults(tmp_path):
+    from vcheck.errors import InvalidArgument, UnknownNameError
+    from vcheck.profiles import load_profile
+
+    classes = ("a", "b")
+    good = tmp_path / "good.toml"
+    good.write_text("[soundness]\ntimeout = 5\nmodel_eps = 0.01\n")
+    s = load_profile(good, classes).soundness
+    assert (s.timeout, s.model_eps, s.bab_max_domains, s.model_samples) == (5.0, 0.01, 50, 100)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[soundness]\nmodel_epsilon = 0.01\n")
+    with pytest.raises(UnknownNameError, match="Did you mean 'model_eps'"):
+        load_profile(typo, classes)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[soundness]\ntimeout = -1\n")
+    with pytest.raises(InvalidArgument, match="timeout=-1"):
+        load_profile(bad, classes)
