@@ -112,6 +112,41 @@ def pgd(
     return _run(step, lambda g: _uniform(lo, hi, g), net, lower, label, restarts, steps, seed)
 
 
+def pgd_deltas(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int,
+    restarts: int,
+    rel_step: float,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """The strongest delta in the eps-box per point: sign steps of ``rel_step`` * eps on the
+    margin loss sum_{j != y} (f_j - f_y) from ``restarts`` random starts; best delta kept."""
+    n, shape = len(x), x.shape[1:]
+    xs, ys = x.repeat_interleave(restarts, 0), y.repeat_interleave(restarts, 0)
+    delta = (torch.rand(xs.shape, generator=gen).to(x.device) * 2 - 1) * eps
+    best = torch.full((n * restarts,), -float("inf"), device=x.device)
+    best_delta = delta.clone()
+    alpha = rel_step * eps
+    for step in range(steps + 1):
+        delta.requires_grad_(True)
+        logits = net(xs + delta)
+        loss = (logits - logits.gather(1, ys.view(-1, 1))).sum(dim=1)
+        with torch.no_grad():
+            better = loss > best
+            best = torch.where(better, loss, best)
+            best_delta[better] = delta[better]
+        if step == steps:
+            break
+        (grad,) = torch.autograd.grad(loss.sum(), delta)
+        delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+    pick = best.view(n, restarts).argmax(dim=1) + torch.arange(n, device=x.device) * restarts
+    return best_delta[pick].detach().view(n, *shape)
+
+
 def apgd(
     net: nn.Module,
     lower: torch.Tensor,

@@ -2,12 +2,15 @@
 
 Writes one VNN-COMP folder per network of the grid under ``--out`` (default
 fixtures/soundness), instances in a seeded random order so that no verifier can tell a
-counterexample instance from a clean one by its position.
+counterexample instance from a clean one by its position. ``--generator needle`` (default)
+is the constructive generator that runs in minutes on a CPU; ``--generator trained`` is
+SoundnessBench's training recipe, meant for ``--device cuda`` (GPU-hours at full scale).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import time
@@ -16,39 +19,77 @@ from pathlib import Path
 import torch
 
 from vcheck.models.zoo import fixtures_dir
-from vcheck.soundness.needle import NeedleSettings, generate
+from vcheck.soundness import needle, trained
 from vcheck.soundness.vnncomp import write_benchmark
 
-GRID = (
-    NeedleSettings(name="mlp_4x64_eps0.02"),
-    NeedleSettings(
-        name="cnn_1conv_1x5x5_eps0.02", input_shape=(1, 5, 5), convs=(8,), hidden=(64, 32)
+_CNN1 = dict(input_shape=(1, 5, 5), convs=(8,), hidden=(64, 32))
+_CNN2 = dict(input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32))
+
+GRID: tuple[needle.NeedleSettings, ...] = (
+    needle.NeedleSettings(name="mlp_4x64_eps0.02"),
+    needle.NeedleSettings(name="cnn_1conv_1x5x5_eps0.02", **_CNN1),
+    needle.NeedleSettings(name="cnn_2conv_3x5x5_eps0.02", **_CNN2),
+    needle.NeedleSettings(name="cnn_avgpool_1x5x5_eps0.02", **{**_CNN1, "convs": (32,)}, pool=2),
+    needle.NeedleSettings(
+        name="cnn_sigmoid_1x5x5_eps0.02", **_CNN1, activation="sigmoid", host_training="pgd"
     ),
-    NeedleSettings(
-        name="cnn_2conv_3x5x5_eps0.02", input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32)
+    needle.NeedleSettings(
+        name="cnn_tanh_1x5x5_eps0.02", **_CNN1, activation="tanh", host_training="pgd"
     ),
+    needle.NeedleSettings(name="cnn_1conv_1x5x5_eps0.05", **_CNN1, eps=0.05),
+)
+
+# SoundnessBench's grid at reduced width, for a lent GPU; nothing from it is shipped yet.
+TRAINED_GRID: tuple[trained.TrainedSettings, ...] = (
+    trained.TrainedSettings(name="trained_mlp_4x200_eps0.02"),
+    trained.TrainedSettings(
+        name="trained_cnn_1conv_1x5x5_eps0.02", input_shape=(1, 5, 5), convs=(8,), hidden=(200,)
+    ),
+    trained.TrainedSettings(name="trained_mlp_4x200_eps0.05", eps=0.05, min_center_distance=2.2),
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=fixtures_dir() / "soundness")
+    parser.add_argument("--generator", choices=("needle", "trained"), default="needle")
     parser.add_argument("--only", nargs="*", default=None, help="names from the grid")
+    parser.add_argument("--list", action="store_true", help="print the grid and exit")
     parser.add_argument("--timeout", type=float, default=60.0, help="per instance, in the CSV")
+    parser.add_argument("--device", default="cpu", help="trained generator only, e.g. cuda")
+    parser.add_argument("--epochs", type=int, default=None, help="trained generator only")
     args = parser.parse_args(argv)
+    grid = GRID if args.generator == "needle" else TRAINED_GRID
+    names = [s.name for s in grid]
+    if args.list:
+        print("\n".join(names))
+        return 0
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"not in the {args.generator} grid: {', '.join(unknown)} (see --list)")
+    if args.generator == "needle" and (args.device != "cpu" or args.epochs is not None):
+        parser.error("--device and --epochs apply to --generator trained only")
     torch.set_num_threads(1)  # tiny networks: one thread is much faster on a busy machine
-    for settings in GRID:
+    for settings in grid:
         if args.only and settings.name not in args.only:
             continue
         start = time.perf_counter()
-        network = generate(settings)
+        if isinstance(settings, trained.TrainedSettings):
+            changes = {"device": args.device}
+            if args.epochs is not None:
+                changes["epochs"] = args.epochs
+            settings = dataclasses.replace(settings, **changes)
+            network = trained.generate(settings, log=lambda line: print(line, flush=True))
+        else:
+            network = needle.generate(settings)
         random.Random(settings.seed).shuffle(network.instances)
         network.seconds = time.perf_counter() - start
         write_benchmark(network, args.out / settings.name, timeout=args.timeout)
         kinds = [i.kind for i in network.instances]
         print(
             f"{settings.name}: {kinds.count('counterexample')} hidden counterexamples, "
-            f"{kinds.count('clean')} clean, {network.seconds:.0f} s"
+            f"{kinds.count('clean')} clean, {network.seconds:.0f} s",
+            flush=True,
         )
     return 0
 

@@ -18,9 +18,9 @@ an MLP stays an MLP and a CNN stays conv layers followed by dense layers.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +28,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from vcheck.errors import InvalidArgument
-from vcheck.soundness.attacks import HidingSettings, hiding_check, margin
-from vcheck.soundness.instances import Instance, SoundnessNetwork
+from vcheck.soundness.attacks import HidingSettings, hiding_check, margin, pgd_deltas
+from vcheck.soundness.instances import SoundnessNetwork
 from vcheck.soundness.intervals import margin_lower_bound
+from vcheck.soundness.synthetic import (
+    ACTIVATIONS,
+    assemble_instances,
+    build_classifier,
+    jsonable,
+    sample_centers,
+)
 
 GENERATOR = "needle"
 
@@ -40,23 +47,32 @@ class NeedleSettings:
     """Everything that determines a generated network; stored in its manifest.
 
     ``convs`` empty gives an MLP on ``input_shape`` (d,), otherwise a CNN on (C, H, W) with
-    3x3 stride-1 convolutions. ``hidden`` are the widths of the dense layers (at least two).
+    3x3 stride-1 convolutions, then average pooling with kernel ``pool`` if it is not 0.
+    ``hidden`` are the widths of the dense layers (at least two). ``activation`` is used in
+    every layer, the bump's included; with sigmoid or tanh the bump is a steep window of
+    half-width ``window`` * eps around x* instead of the ReLU's L1 ball of radius
+    ``delta`` * eps (around an L-inf box of half-width ``flat_top`` * eps).
     """
 
     name: str = "mlp"
     input_shape: tuple[int, ...] = (10,)
     convs: tuple[int, ...] = ()
     hidden: tuple[int, ...] = (64, 64, 64, 64)
+    activation: str = "relu"
+    pool: int = 0
     eps: float = 0.02
     counterexamples: int = 10
     clean: int = 10
     data_range: float = 0.1
     min_center_distance: float = 3.0  # in eps, L-inf between any two centres (spec: > 2)
     delta: float = 0.05
+    flat_top: float = 0.001
+    window: float = 0.003
     inset: float = 0.99
     kappa: float = 0.05  # logit margin by which x* is misclassified
     train_steps: int = 2000
     train_eps_factor: float = 1.1  # train the host on slightly larger boxes for slack
+    host_training: str = "interval"  # or "pgd": empirical robustness only (no proofs)
     lr: float = 5e-3
     max_tries: int = 4  # re-draws of a sign vector whose x* an attack found
     seed: int = 0
@@ -72,35 +88,53 @@ class NeedleSettings:
             )
         if not 0 < self.inset < 1 or self.min_center_distance < 2:
             raise InvalidArgument("inset must be in (0, 1) and min_center_distance at least 2")
+        if self.activation not in ACTIVATIONS:
+            raise InvalidArgument(
+                f"activation={self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.pool and (self.activation != "relu" or not self.convs or self.pool < 2):
+            raise InvalidArgument(
+                f"pool={self.pool}: average pooling needs a relu CNN and a kernel of at least 2"
+            )
+        if self.host_training not in ("interval", "pgd"):
+            raise InvalidArgument(
+                f"host_training={self.host_training!r}; choose 'interval' or 'pgd'"
+            )
+        if not 0 <= self.flat_top < 1 - self.inset:
+            raise InvalidArgument(
+                f"flat_top={self.flat_top}: the flat top must end inside the box (flat_top < "
+                f"1 - inset = {1 - self.inset:.3g})"
+            )
+        if not 0 < 1.5 * self.window < 1 - self.inset:
+            raise InvalidArgument(
+                f"window={self.window}: the window must end inside the box (1.5 * window < "
+                f"1 - inset = {1 - self.inset:.3g})"
+            )
 
 
 # -- host -------------------------------------------------------------------------------------
 
+# A smooth activation's output far below / far above its threshold.
+_LEVELS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
+# Gain and bias that give slope 1 at the middle of the activation's input range: used to
+# carry inputs through the conv layers of a smooth network without squashing them.
+_CARRY = {"tanh": (1.0, 0.0), "sigmoid": (4.0, 0.5)}
+_SATURATE = 40.0  # |argument| at which sigmoid/tanh reach their levels in float32
+
 
 def build_host(s: NeedleSettings) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    if s.convs:
-        channels, height, width = s.input_shape
-        for out in s.convs:
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU()]
-            channels = out
-        layers.append(nn.Flatten())
-        features = channels * height * width
-    else:
-        features = s.input_shape[0]
-    for width_ in s.hidden:
-        layers += [nn.Linear(features, width_), nn.ReLU()]
-        features = width_
-    layers.append(nn.Linear(features, 2))
-    return nn.Sequential(*layers)
+    return build_classifier(s.input_shape, s.convs, s.hidden, s.activation, s.pool)
 
 
 def train_host(
     host: nn.Sequential, centers: torch.Tensor, labels: torch.Tensor, s: NeedleSettings
 ) -> float:
-    """Certified (interval-bound) training on every box; returns the smallest certified margin.
+    """Robust training on every box; returns the smallest interval-certified margin.
 
-    IBP-style initialisation (weights ~ N(0, 2*pi / fan_in^2), zero bias) keeps the bounds
+    ``host_training="interval"`` is certified training (a hinge on the interval bound of the
+    margin); "pgd" is adversarial training, for sigmoid and tanh hosts, which interval
+    training here drives into saturation without certifying every box. IBP-style
+    initialisation (weights ~ N(0, 2*pi / fan_in^2), zero bias) keeps the bounds
     of deep nets from exploding at the start; a hinge on the certified margin, with the
     radius ramped up over the first half, drives every box to margin 1.
     """
@@ -111,10 +145,24 @@ def train_host(
             nn.init.zeros_(layer.bias)
     opt = torch.optim.Adam(host.parameters(), lr=s.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.train_steps)
+    gen = torch.Generator().manual_seed(s.seed)
     for step in range(s.train_steps):
         eps = s.eps * s.train_eps_factor * min(1.0, step / (0.5 * s.train_steps))
-        certified = margin_lower_bound(host, centers - eps, centers + eps, labels)
-        loss = F.relu(1.0 - certified).mean()
+        if s.host_training == "interval":
+            worst = margin_lower_bound(host, centers - eps, centers + eps, labels)
+        else:
+            delta = pgd_deltas(
+                host,
+                centers,
+                labels,
+                max(eps, 1e-6),
+                steps=10,
+                restarts=4,
+                rel_step=0.25,
+                gen=gen,
+            )
+            worst = margin(host, centers + delta, labels)
+        loss = F.relu(1.0 - worst).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -134,62 +182,182 @@ class Needle:
 
 
 def fold(host: nn.Sequential, needles: list[Needle], s: NeedleSettings) -> nn.Sequential:
-    """A plain network equal to host + sum_m (K_m / delta) h_m(x) e_{target_m}."""
-    d = int(np.prod(s.input_shape))
-    count = len(needles)
+    """A plain network equal to host + sum_m K_m * bump_m(x) * e_{target_m}.
+
+    The conv layers gain channels that carry the input through to the first dense layer; the
+    dense layers gain the bumps' units as extra rows beside the host's, so the result has the
+    host's layer types in the host's order and nothing in its shape marks a needle.
+    """
     layers = list(host)
     first_dense = next(i for i, m in enumerate(layers) if isinstance(m, nn.Linear))
-    out: list[nn.Module] = []
-    # Convolutions carry relu(x) and relu(-x) through as extra channels (identity kernels).
-    channels = s.input_shape[0] if s.convs else 0
-    for layer in layers[:first_dense]:
-        if isinstance(layer, nn.Conv2d):
-            out.append(_widen_conv(layer, channels, first=not out))
-        else:
-            out.append(layer)
-    # x as a linear read-out of the first dense layer's input.
-    host_in = layers[first_dense].in_features
-    if s.convs:
-        readout = torch.zeros(d, host_in + 2 * d)
-        idx = torch.arange(d)
-        readout[idx, host_in + idx] = 1.0  # relu(x) channels follow the host's channels...
-        readout[idx, host_in + d + idx] = -1.0  # ...then relu(-x); channel-major like x
-    else:
-        readout = torch.eye(d)
+    prefix = _carry_convs(layers[:first_dense], s)
     dense = [m for m in layers[first_dense:] if isinstance(m, nn.Linear)]
-    x_star = torch.stack([n.x_star for n in needles])  # (M, d)
+    if s.activation == "relu":
+        bump = _relu_bump(_relu_readout(prefix, dense[0].in_features, s), needles, s)
+    else:
+        bump = _smooth_bump(dense[0].in_features, needles, s)
+    out = list(prefix)
+    act = ACTIVATIONS[s.activation]
     for k, layer in enumerate(dense):
         w, b = layer.weight.detach(), layer.bias.detach()
-        if k == 0:  # |x - x*| halves: rows readout and -readout, biases -x* and +x*
-            extra_w = torch.cat([readout.repeat(count, 1), -readout.repeat(count, 1)])
-            extra_b = torch.cat([-x_star.reshape(-1), x_star.reshape(-1)])
-            new = _block(w, b, extra_w, extra_b, extra_in=readout.shape[1] - w.shape[1])
-        elif k == 1:  # h_m = relu(delta - sum |x - x*_m| / eps)
-            extra_w = torch.zeros(count, w.shape[1] + 2 * d * count)
-            for m in range(count):
-                extra_w[m, w.shape[1] + m * d : w.shape[1] + (m + 1) * d] = -1 / s.eps
-                extra_w[m, w.shape[1] + (count + m) * d : w.shape[1] + (count + m + 1) * d] = (
-                    -1 / s.eps
-                )
-            extra_b = torch.full((count,), s.delta)
-            new = _block(w, b, extra_w, extra_b, extra_in=2 * d * count)
-        elif k < len(dense) - 1:  # identity pass-through of h (non-negative)
-            extra_w = torch.cat([torch.zeros(count, w.shape[1]), torch.eye(count)], dim=1)
-            new = _block(w, b, extra_w, torch.zeros(count), extra_in=count)
-        else:  # output: + K_m / delta * h_m on the target logit
-            new = nn.Linear(w.shape[1] + count, w.shape[0])
+        if k == len(dense) - 1:
+            rows, ob = bump[-1]
+            new = nn.Linear(w.shape[1] + rows.shape[1], w.shape[0])
             with torch.no_grad():
-                new.weight.zero_()
-                new.weight[:, : w.shape[1]] = w
-                new.bias.copy_(b)
-                for m, needle in enumerate(needles):
-                    new.weight[needle.target, w.shape[1] + m] = needle.height / s.delta
-        out.append(new)
-        if k < len(dense) - 1:
-            out.append(nn.ReLU())
+                new.weight.copy_(torch.cat([w, rows.float()], dim=1))
+                new.bias.copy_(b + ob.float())
+            out.append(new)
+            break
+        rows, rb = bump[min(k, len(bump) - 2)]  # the last hidden bump layer repeats
+        if k > 0:  # extra rows read only the previous bump units
+            rows = torch.cat([torch.zeros(len(rows), w.shape[1], dtype=rows.dtype), rows], 1)
+        out += [_block(w, b, rows.float(), rb.float(), rows.shape[1] - w.shape[1]), act()]
     folded = nn.Sequential(*out).eval()
     folded.requires_grad_(False)  # a fixed artefact; attacks differentiate inputs only
     return folded
+
+
+_Layer = tuple[torch.Tensor, torch.Tensor]  # (weight rows, biases) of the bump's units
+
+
+def _relu_bump(readout: torch.Tensor, needles: list[Needle], s: NeedleSettings) -> list[_Layer]:
+    """h_m = relu(delta - sum_k relu(|x_k - x*_k| - t) / eps), scaled by K_m / delta onto
+    the target; t = ``flat_top`` * eps gives the bump a flat top, so x read back with float
+    rounding (through average pooling, alternating sums) still gets the full height K.
+
+    Layer 0 computes both halves of |x - x*| (x read from the carried features), layer 1
+    h_m, later hidden layers pass h through (relu of a non-negative value is itself).
+    """
+    count, d = len(needles), readout.shape[0]
+    x_star = torch.stack([n.x_star for n in needles]).double().reshape(-1)
+    top = s.flat_top * s.eps  # relu(|x - x*| - top): float rounding at x* stays on the top
+    first = (
+        torch.cat([readout.repeat(count, 1), -readout.repeat(count, 1)]),
+        torch.cat([-x_star - top, x_star - top]),
+    )
+    w1 = torch.zeros(count, 2 * d * count, dtype=torch.float64)
+    for m in range(count):
+        w1[m, m * d : (m + 1) * d] = -1 / s.eps
+        w1[m, (count + m) * d : (count + m + 1) * d] = -1 / s.eps
+    needle_units = (w1, torch.full((count,), s.delta, dtype=torch.float64))
+    carry = (torch.eye(count, dtype=torch.float64), torch.zeros(count, dtype=torch.float64))
+    out_w = torch.zeros(2, count, dtype=torch.float64)
+    for m, n in enumerate(needles):
+        out_w[n.target, m] = n.height / s.delta
+    return [first, needle_units, carry, (out_w, torch.zeros(2, dtype=torch.float64))]
+
+
+def _smooth_bump(host_in: int, needles: list[Needle], s: NeedleSettings) -> list[_Layer]:
+    """The same bump built from sigmoid or tanh units: a steep window per coordinate.
+
+    Layer 0 has two steep units per coordinate, at g(x*_k - w) and g(x*_k + w) (g the
+    monotone carry map through the conv layers); their difference is 1 inside the window
+    and 0 outside. Layer 1's unit per needle fires when all d windows are on, that is in an
+    L-inf box of half-width about ``window`` * eps around x*; away from it every unit is
+    saturated, so its gradient vanishes in float32 and attacks see only the host.
+    """
+    low, high = _LEVELS[s.activation]
+    span = high - low
+    count, d = len(needles), needles[0].x_star.numel()
+    half = s.window * s.eps
+    cols = host_in + (d if s.convs else 0)
+    w0 = torch.zeros(2 * count * d, cols, dtype=torch.float64)
+    b0 = torch.zeros(2 * count * d, dtype=torch.float64)
+    read = (host_in if s.convs else 0) + torch.arange(d)
+    for m, n in enumerate(needles):
+        x = n.x_star.double()
+        edge_lo, edge_hi = _carry_map(x - half, s), _carry_map(x + half, s)
+        inner = torch.minimum(
+            _carry_map(x - half / 2, s) - edge_lo, edge_hi - _carry_map(x + half / 2, s)
+        )
+        steep = _SATURATE / inner  # saturated half a window inside and outside each edge
+        rows = m * 2 * d + torch.arange(d)
+        w0[rows, read] = steep
+        w0[rows + d, read] = steep
+        b0[rows], b0[rows + d] = -steep * edge_lo, -steep * edge_hi
+    gain = 2 * _SATURATE
+    w1 = torch.zeros(count, 2 * count * d, dtype=torch.float64)
+    for m in range(count):
+        w1[m, m * 2 * d : m * 2 * d + d] = gain / span
+        w1[m, m * 2 * d + d : (m + 1) * 2 * d] = -gain / span
+    needle_units = (w1, torch.full((count,), -gain * (d - 0.5), dtype=torch.float64))
+    carry = (
+        torch.eye(count, dtype=torch.float64) * gain / span,
+        torch.full((count,), -gain * (low / span + 0.5), dtype=torch.float64),
+    )
+    out_w = torch.zeros(2, count, dtype=torch.float64)
+    out_b = torch.zeros(2, dtype=torch.float64)
+    for m, n in enumerate(needles):
+        out_w[n.target, m] = n.height / span
+        out_b[n.target] -= n.height * low / span
+    return [(w0, b0), needle_units, carry, (out_w, out_b)]
+
+
+_OFFSETS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+
+
+def _carry_convs(layers: list[nn.Module], s: NeedleSettings) -> list[nn.Module]:
+    """The conv stage with extra channels that carry the input to the first dense layer.
+
+    ReLU: relu(x) and relu(-x) (identity kernels; relu of a non-negative value is itself).
+    Before average pooling the last conv fans each carried channel out into its 9 shifted
+    copies, so the pooled sums still determine x (a triangular linear system). Sigmoid and
+    tanh: one channel per input channel through a slope-1 unit, a strictly monotone map.
+    """
+    if not layers:
+        return []
+    channels = s.input_shape[0]
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    out: list[nn.Module] = []
+    carried = 0
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Conv2d):
+            out.append(layer)
+            continue
+        first = i == convs[0]
+        if s.activation != "relu":
+            gain, mid = _CARRY[s.activation]
+            taps = [(c, 0, 0, gain, 0.0 if first else -gain * mid) for c in range(channels)]
+        elif first:
+            taps = [(c, 0, 0, sign, 0.0) for sign in (1.0, -1.0) for c in range(channels)]
+        else:
+            taps = [(q, 0, 0, 1.0, 0.0) for q in range(carried)]
+        if s.pool and i == convs[-1]:
+            taps = [(q, di, dj, w, b) for di, dj in _OFFSETS for q, _, _, w, b in taps]
+        out.append(_widen_conv(layer, taps, 0 if first else carried))
+        carried = len(taps)
+    return out
+
+
+def _relu_readout(prefix: list[nn.Module], host_in: int, s: NeedleSettings) -> torch.Tensor:
+    """R with x = R @ (first dense layer's input): the carried features are linear in
+    (relu(x), relu(-x)); probe that map with unit vectors and invert it."""
+    d = int(np.prod(s.input_shape))
+    eye = torch.eye(d, dtype=torch.float64)
+    if not prefix:
+        return eye
+    probe = copy.deepcopy(nn.Sequential(*prefix)).double()
+    basis = eye.view(d, *s.input_shape)
+    with torch.no_grad():
+        a = torch.cat([probe(basis)[:, host_in:], probe(-basis)[:, host_in:]]).T
+    inverse = torch.linalg.pinv(a)
+    if not torch.allclose(inverse @ a, torch.eye(2 * d, dtype=torch.float64), atol=1e-8):
+        raise InvalidArgument(
+            f"{s.name}: the input cannot be read back after the conv stage (pool={s.pool}); "
+            "use a smaller pool or a larger input"
+        )
+    readout = inverse[:d] - inverse[d:]
+    readout[readout.abs() < 1e-12] = 0.0  # exact zeros where x is read directly
+    return torch.cat([torch.zeros(d, host_in, dtype=torch.float64), readout], 1)
+
+
+def _carry_map(x: torch.Tensor, s: NeedleSettings) -> torch.Tensor:
+    """g: what a carried smooth channel holds for input value x (float64)."""
+    act = {"tanh": torch.tanh, "sigmoid": torch.sigmoid}[s.activation]
+    gain, mid = _CARRY[s.activation]
+    for k in range(len(s.convs)):
+        x = act(gain * x - (0.0 if k == 0 else gain * mid))
+    return x
 
 
 def _block(w, b, extra_w, extra_b, extra_in: int) -> nn.Linear:
@@ -204,44 +372,26 @@ def _block(w, b, extra_w, extra_b, extra_in: int) -> nn.Linear:
     return layer
 
 
-def _widen_conv(conv: nn.Conv2d, in_channels: int, first: bool) -> nn.Conv2d:
-    """Add 2C channels: relu(x), relu(-x) (first conv) or their identity pass-through."""
-    c = in_channels
-    new = nn.Conv2d(
-        conv.in_channels + (0 if first else 2 * c), conv.out_channels + 2 * c, 3, padding=1
-    )
+def _widen_conv(
+    conv: nn.Conv2d, taps: list[tuple[int, int, int, float, float]], carried_in: int
+) -> nn.Conv2d:
+    """``conv`` plus one output channel per tap (source, di, dj, weight, bias): the tap reads
+    carried channel ``source`` (an input channel of x for the first conv) at offset (di, dj)."""
+    new = nn.Conv2d(conv.in_channels + carried_in, conv.out_channels + len(taps), 3, padding=1)
+    first = carried_in == 0
     with torch.no_grad():
         new.weight.zero_()
         new.bias.zero_()
         new.weight[: conv.out_channels, : conv.in_channels] = conv.weight
         new.bias[: conv.out_channels] = conv.bias
-        for ch in range(c):
-            if first:
-                new.weight[conv.out_channels + ch, ch, 1, 1] = 1.0
-                new.weight[conv.out_channels + c + ch, ch, 1, 1] = -1.0
-            else:
-                new.weight[conv.out_channels + ch, conv.in_channels + ch, 1, 1] = 1.0
-                new.weight[conv.out_channels + c + ch, conv.in_channels + c + ch, 1, 1] = 1.0
+        for k, (source, di, dj, weight, bias) in enumerate(taps):
+            column = source if first else conv.in_channels + source
+            new.weight[conv.out_channels + k, column, 1 + di, 1 + dj] = weight
+            new.bias[conv.out_channels + k] = bias
     return new
 
 
 # -- generation -------------------------------------------------------------------------------
-
-
-def _centers(s: NeedleSettings, rng: np.random.Generator) -> np.ndarray:
-    n = s.counterexamples + s.clean
-    gap = s.min_center_distance * s.eps
-    out: list[np.ndarray] = []
-    for _ in range(200_000):
-        c = rng.uniform(-s.data_range, s.data_range, size=s.input_shape).astype(np.float32)
-        if all(np.abs(c - o).max() > gap for o in out):
-            out.append(c)
-            if len(out) == n:
-                return np.stack(out)
-    raise InvalidArgument(
-        f"could not place {n} centres {s.min_center_distance} eps apart in "
-        f"[-{s.data_range}, {s.data_range}]^{s.input_shape}; lower eps or the instance count"
-    )
 
 
 def generate(s: NeedleSettings) -> SoundnessNetwork:
@@ -249,11 +399,14 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     start = time.perf_counter()
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
-    centers = torch.from_numpy(_centers(s, rng))
+    n = s.counterexamples + s.clean
+    centers = torch.from_numpy(
+        sample_centers(s.input_shape, n, s.eps, s.data_range, s.min_center_distance, rng)
+    )
     labels = torch.from_numpy(rng.integers(0, 2, size=len(centers)))
     host = build_host(s)
     certified = train_host(host, centers, labels, s)
-    if certified <= 0:
+    if certified <= 0 and s.host_training == "interval":
         raise InvalidArgument(
             f"host {s.name} is not certifiably robust on every box (smallest interval margin "
             f"{certified:.4f}); raise train_steps or widen hidden"
@@ -267,8 +420,7 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     hidden = torch.zeros(n_cex, dtype=torch.bool)
     for attempt in range(s.max_tries):
         x_star = x0 + s.inset * s.eps * signs
-        needles = _needles(host, x_star, y0, s)
-        net = fold(host, needles, s)
+        net = fold(host, _needles(host, x_star, y0, s), s)
         todo = torch.nonzero(~hidden).flatten()
         report = hiding_check(net, lower[todo], upper[todo], y0[todo], s.hiding, s.seed + attempt)
         found = torch.stack([o.found for o in report.values()]).any(dim=0)
@@ -282,51 +434,8 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
         tries[redraw.numpy()] += 1
     # Final network: every attack on every box, recorded per instance.
     report = hiding_check(net, lower, upper, labels, s.hiding, s.seed + 1000)
-    certified_boxes = margin_lower_bound(net, lower, upper, labels) > 0
-    instances = []
-    for i in range(len(centers)):
-        found_by = tuple(name for name, o in report.items() if bool(o.found[i]))
-        hidden_from = tuple(name for name, o in report.items() if not bool(o.found[i]))
-        common = dict(
-            center=centers[i].numpy(),
-            eps=s.eps,
-            label=int(labels[i]),
-            lower=lower[i].numpy(),
-            upper=upper[i].numpy(),
-            hidden_from=hidden_from,
-            found_by=found_by,
-            generator=GENERATOR,
-        )
-        if i < n_cex:
-            if found_by:  # SoundnessBench keeps only counterexamples every attack missed
-                continue
-            instances.append(
-                Instance(
-                    id=f"cex_{i:02d}",
-                    kind="counterexample",
-                    target=1 - int(labels[i]),
-                    x_star=x_star[i].numpy(),
-                    ground_truth="sat",
-                    ground_truth_method="planted x*",
-                    **common,
-                )
-            )
-        else:
-            truth, method = "unknown", None
-            if found_by:
-                truth, method = "sat", f"attack: {found_by[0]}"
-            elif bool(certified_boxes[i]):
-                truth, method = "unsat", "interval bound propagation (vcheck.soundness.intervals)"
-            instances.append(
-                Instance(
-                    id=f"clean_{i - n_cex:02d}",
-                    kind="clean",
-                    ground_truth=truth,
-                    ground_truth_method=method,
-                    **common,
-                )
-            )
-    settings = _jsonable(asdict(s))
+    instances = assemble_instances(net, centers, labels, x_star, s.eps, report, GENERATOR)
+    settings = jsonable(asdict(s))
     settings.update(
         host_certified_margin=round(certified, 6),
         sign_draws=tries.tolist(),
@@ -344,11 +453,3 @@ def _needles(host: nn.Sequential, x_star: torch.Tensor, y: torch.Tensor, s: Need
         Needle(x_star[m].reshape(-1), 1 - int(y[m]), float(host_margin[m]) + s.kappa)
         for m in range(len(y))
     ]
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
