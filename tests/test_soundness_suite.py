@@ -83,6 +83,47 @@ def test_a_box_shrinking_verifier_is_caught_naming_instance_verifier_and_x_star(
     assert set(check["details"]["instances"]) == cex_ids
 
 
+MUTANTS = """
+from vcheck.verify.bab import BranchAndBound
+from vcheck.verify.lirpa import LirpaVerifier
+from vcheck.verify.mutants import (
+    DropDomains, DropTarget, NonStrictComparison, ShrinkBox, ShrinkIntermediate,
+)
+
+SHRINK_BOX = ShrinkBox(LirpaVerifier("IBP"), 0.98)
+SHRINK_INTERMEDIATE = ShrinkIntermediate("CROWN", 0.9)
+DROP_DOMAINS = DropDomains(BranchAndBound("IBP"), 0.5)
+NON_STRICT = NonStrictComparison("CROWN")
+DROP_TARGET = DropTarget(LirpaVerifier("CROWN"))
+"""
+
+
+def test_every_synthetic_bug_fails_the_suite_on_the_shipped_benchmark_naming_an_instance(
+    pytester,
+):
+    pytester.makepyfile(mutants=MUTANTS)
+    names = ["SHRINK_BOX", "SHRINK_INTERMEDIATE", "DROP_DOMAINS", "NON_STRICT", "DROP_TARGET"]
+    result = run(
+        pytester,
+        *[f"--verifier=mutants:{n}" for n in names],
+        select=f"({BENCH} or edge_ties_3class) and (no_unsat or clean_instances)",
+    )
+    assert result.ret == 1
+    checks = json.loads((pytester.path / METRICS).read_text())["checks"]
+    failed = {}
+    for c in checks:
+        if c["outcome"] == "fail":
+            name = c["metric"].split("[mutants:")[1].rstrip("]")
+            failed.setdefault(name, []).append(c)
+    assert sorted(failed) == sorted(names)
+    for name, fails in failed.items():
+        assert any(c["details"]["instances"] for c in fails), name
+    # The two bugs the needle networks cannot show are caught on the hand-built one.
+    for name, instance in (("NON_STRICT", "clean_tie"), ("DROP_TARGET", "clean_class_1_only")):
+        edge = [c for c in failed[name] if c["eval_set"] == "edge_ties_3class"]
+        assert edge and edge[0]["details"]["instances"] == [instance]
+
+
 def test_builtin_verdicts_are_cached_and_reused(tmp_path, monkeypatch):
     from vcheck.soundness.runner import load_benchmarks, run_verifier
     from vcheck.verify.lirpa import LirpaVerifier

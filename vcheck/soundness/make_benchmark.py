@@ -2,9 +2,10 @@
 
 Writes one VNN-COMP folder per network of the grid under ``--out`` (default
 fixtures/soundness), instances in a seeded random order so that no verifier can tell a
-counterexample instance from a clean one by its position. ``--generator needle`` (default)
-is the constructive generator that runs in minutes on a CPU; ``--generator trained`` is
-SoundnessBench's training recipe, meant for ``--device cuda`` (GPU-hours at full scale).
+counterexample instance from a clean one by its position. ``--generator shipped`` (default)
+writes what fixtures/ ships: the constructive needle grid, which runs in minutes on a CPU,
+and the hand-built edge-case network (vcheck.soundness.edge_cases). ``--generator trained``
+is SoundnessBench's training recipe, meant for ``--device cuda`` (GPU-hours at full scale).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vcheck.models.zoo import fixtures_dir
-from vcheck.soundness import needle, trained
+from vcheck.soundness import edge_cases, needle, trained
 from vcheck.soundness.vnncomp import write_benchmark
 
 _CNN1 = dict(input_shape=(1, 5, 5), convs=(8,), hidden=(64, 32))
@@ -52,29 +53,31 @@ TRAINED_GRID: tuple[trained.TrainedSettings, ...] = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=fixtures_dir() / "soundness")
-    parser.add_argument("--generator", choices=("needle", "trained"), default="needle")
+    parser.add_argument("--generator", choices=("shipped", "trained"), default="shipped")
     parser.add_argument("--only", nargs="*", default=None, help="names from the grid")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
     parser.add_argument("--timeout", type=float, default=60.0, help="per instance, in the CSV")
     parser.add_argument("--device", default="cpu", help="trained generator only, e.g. cuda")
     parser.add_argument("--epochs", type=int, default=None, help="trained generator only")
     args = parser.parse_args(argv)
-    grid = GRID if args.generator == "needle" else TRAINED_GRID
-    names = [s.name for s in grid]
+    grid: tuple = (*GRID, edge_cases.NAME) if args.generator == "shipped" else TRAINED_GRID
+    names = [s if isinstance(s, str) else s.name for s in grid]
     if args.list:
         print("\n".join(names))
         return 0
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         parser.error(f"not in the {args.generator} grid: {', '.join(unknown)} (see --list)")
-    if args.generator == "needle" and (args.device != "cpu" or args.epochs is not None):
+    if args.generator == "shipped" and (args.device != "cpu" or args.epochs is not None):
         parser.error("--device and --epochs apply to --generator trained only")
     torch.set_num_threads(1)  # tiny networks: one thread is much faster on a busy machine
-    for settings in grid:
-        if args.only and settings.name not in args.only:
+    for settings, name in zip(grid, names, strict=True):
+        if args.only and name not in args.only:
             continue
         start = time.perf_counter()
-        if isinstance(settings, trained.TrainedSettings):
+        if name == edge_cases.NAME:
+            network = edge_cases.build()
+        elif isinstance(settings, trained.TrainedSettings):
             changes = {"device": args.device}
             if args.epochs is not None:
                 changes["epochs"] = args.epochs
@@ -82,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             network = trained.generate(settings, log=lambda line: print(line, flush=True))
         else:
             network = needle.generate(settings)
-        random.Random(settings.seed).shuffle(network.instances)
+        random.Random(getattr(settings, "seed", 0)).shuffle(network.instances)
         network.seconds = time.perf_counter() - start
-        write_benchmark(network, args.out / settings.name, timeout=args.timeout)
+        write_benchmark(network, args.out / name, timeout=args.timeout)
         kinds = [i.kind for i in network.instances]
         print(
-            f"{settings.name}: {kinds.count('counterexample')} hidden counterexamples, "
+            f"{name}: {kinds.count('counterexample')} hidden counterexamples, "
             f"{kinds.count('clean')} clean, {network.seconds:.0f} s",
             flush=True,
         )

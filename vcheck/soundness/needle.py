@@ -35,6 +35,7 @@ from vcheck.soundness.synthetic import (
     ACTIVATIONS,
     assemble_instances,
     build_classifier,
+    dropped_counterexamples,
     jsonable,
     sample_centers,
 )
@@ -440,6 +441,7 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
         host_certified_margin=round(certified, 6),
         sign_draws=tries.tolist(),
         dropped_counterexamples=int(n_cex - sum(i.kind == "counterexample" for i in instances)),
+        found_by=dropped_counterexamples(report, n_cex),
     )
     return SoundnessNetwork(
         s.name, net, tuple(s.input_shape), 2, instances, settings, time.perf_counter() - start

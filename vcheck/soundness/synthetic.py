@@ -144,3 +144,16 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [jsonable(v) for v in obj]
     return obj
+
+
+def dropped_counterexamples(
+    report: Mapping[str, AttackOutcome], n_cex: int, keep: torch.Tensor | None = None
+) -> dict[str, list[str]]:
+    """For the manifest: each planted counterexample that was not kept, with the attacks that
+    found it (empty where it was dropped for not being a counterexample at all)."""
+    out = {}
+    for i in range(n_cex):
+        found = [name for name, o in report.items() if bool(o.found[i])]
+        if found or (keep is not None and not bool(keep[i])):
+            out[f"cex_{i:02d}"] = found
+    return out

@@ -34,6 +34,7 @@ from vcheck.soundness.synthetic import (
     ACTIVATIONS,
     assemble_instances,
     build_classifier,
+    dropped_counterexamples,
     jsonable,
     sample_centers,
 )
@@ -208,6 +209,7 @@ def generate(s: TrainedSettings, log: Callable[[str], None] | None = None) -> So
         best_epoch=best_epoch,
         checks=history,  # [epoch, passed weak check, hidden from the strong check]
         dropped_counterexamples=int(n_cex - sum(i.kind == "counterexample" for i in instances)),
+        found_by=dropped_counterexamples(report, n_cex, genuine),
     )
     return SoundnessNetwork(
         s.name, net, tuple(s.input_shape), 2, instances, settings, time.perf_counter() - start
