@@ -207,7 +207,32 @@ def _compute_box(
             f"auto_LiRPA 0.3 cannot compute {method} bounds for {type(net).__name__} "
             f"({_one_line(exc)}); {fix} layers among: {SUPPORTED_LAYERS}"
         ) from exc
+    if method != "IBP":
+        _check_smooth_relaxations(module, method)
     return lb.detach(), None if ub is None else ub.detach()
+
+
+def _check_smooth_relaxations(module: Any, method: str) -> None:
+    """Refuse CROWN bounds that auto_LiRPA 0.3 built from clipped Sigmoid/Tanh inputs.
+
+    Its relaxation clamps each pre-activation interval to [-x_limit, x_limit] (500) and draws
+    the bounding lines on the clamped interval; a line is then no bound outside it, so a
+    neuron whose real interval reaches past 500 can make the result unsound. vcheck's own
+    soundness benchmark found this (alpha-CROWN "proved" planted counterexamples of its
+    sigmoid network, whose steep units reach 1e4); IBP is unaffected and still available.
+    """
+    for node in module._modules.values():
+        limit = getattr(node, "x_limit", None)
+        if limit is None or not node.inputs:
+            continue
+        pre = node.inputs[0]
+        reach = max(float(t.abs().max()) for t in (pre.lower, pre.upper) if isinstance(t, Tensor))
+        if reach > limit:
+            raise UnsupportedNetworkError(
+                f"{method} bounds refused: a {type(node).__name__[5:]} input interval reaches "
+                f"{reach:.3g}, past auto_LiRPA 0.3's relaxation range +-{limit:g}, where its "
+                "bounds are unsound; use method='IBP' for this network"
+            )
 
 
 def _bounded_module(net: torch.nn.Module, shape: tuple[int, ...]) -> Any:
