@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint zoo bench clean
+.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,8 +22,16 @@ lint: setup
 zoo: setup
 	$(PY) -m vcheck.models.train_zoo
 
+# Regenerate fixtures/soundness (deterministic; about 12 minutes on 2 busy cores).
+soundness-benchmark: setup
+	$(PY) -m vcheck.soundness.make_benchmark
+
 bench: setup
 	$(PY) benchmarks/bench_predictions.py
+
+# The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).
+bench-soundness: setup
+	$(PY) benchmarks/soundness_table.py
 
 clean:
 	rm -rf reports .pytest_cache

@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             falsified = sum(verdicts[i.id].verdict == "sat" for i in clean)
             unsound = sum(verdicts[k].verdict == "unsat" for k in cex)
             cell = f"{proved}/{len(clean)} proved"
+            errors = sum(verdicts[i.id].verdict == "error" for i in clean)
             if falsified:
                 cell += f", {falsified} sat"
+            if errors:
+                cell += f", {errors} refused"
             if unsound:
                 cell += f", **{unsound} unsat on counterexamples**"
             cells.append(f"{cell} ({seconds:.1f} s)")
