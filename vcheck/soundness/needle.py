@@ -35,6 +35,7 @@ from vcheck.soundness.synthetic import (
     ACTIVATIONS,
     assemble_instances,
     build_classifier,
+    check_architecture,
     dropped_counterexamples,
     jsonable,
     sample_centers,
@@ -82,20 +83,13 @@ class NeedleSettings:
     def __post_init__(self) -> None:
         if len(self.hidden) < 2:
             raise InvalidArgument(f"hidden={self.hidden}: the needle needs two dense layers")
-        if bool(self.convs) != (len(self.input_shape) == 3):
-            raise InvalidArgument(
-                f"input_shape={self.input_shape} with convs={self.convs}: use (d,) for an MLP "
-                "and (C, H, W) with at least one conv for a CNN"
-            )
+        check_architecture(self.input_shape, self.convs, self.activation, self.pool)
         if not 0 < self.inset < 1 or self.min_center_distance < 2:
             raise InvalidArgument("inset must be in (0, 1) and min_center_distance at least 2")
-        if self.activation not in ACTIVATIONS:
+        if self.pool and self.activation != "relu":
             raise InvalidArgument(
-                f"activation={self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
-        if self.pool and (self.activation != "relu" or not self.convs or self.pool < 2):
-            raise InvalidArgument(
-                f"pool={self.pool}: average pooling needs a relu CNN and a kernel of at least 2"
+                f"pool={self.pool}: average pooling needs a relu CNN (the needle reads x back "
+                "through it linearly)"
             )
         if self.host_training not in ("interval", "pgd"):
             raise InvalidArgument(

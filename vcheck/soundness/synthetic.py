@@ -19,6 +19,23 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "si
 IBP_PROOF = "interval bound propagation (vcheck.soundness.intervals)"
 
 
+def check_architecture(
+    input_shape: tuple[int, ...], convs: tuple[int, ...], activation: str, pool: int
+) -> None:
+    """One-line errors for a grid entry that :func:`build_classifier` cannot build."""
+    if bool(convs) != (len(input_shape) == 3):
+        raise InvalidArgument(
+            f"input_shape={input_shape} with convs={convs}: use (d,) for an MLP "
+            "and (C, H, W) with at least one conv for a CNN"
+        )
+    if activation not in ACTIVATIONS:
+        raise InvalidArgument(f"activation={activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if pool and (not convs or pool < 2):
+        raise InvalidArgument(
+            f"pool={pool}: average pooling needs a CNN and a kernel of at least 2"
+        )
+
+
 def build_classifier(
     input_shape: tuple[int, ...],
     convs: tuple[int, ...],

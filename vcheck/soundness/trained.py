@@ -31,9 +31,9 @@ from vcheck.errors import InvalidArgument
 from vcheck.soundness.attacks import HidingSettings, hiding_check, margin, pgd_deltas
 from vcheck.soundness.instances import SoundnessNetwork
 from vcheck.soundness.synthetic import (
-    ACTIVATIONS,
     assemble_instances,
     build_classifier,
+    check_architecture,
     dropped_counterexamples,
     jsonable,
     sample_centers,
@@ -77,15 +77,7 @@ class TrainedSettings:
     hiding: HidingSettings = field(default_factory=HidingSettings)
 
     def __post_init__(self) -> None:
-        if bool(self.convs) != (len(self.input_shape) == 3):
-            raise InvalidArgument(
-                f"input_shape={self.input_shape} with convs={self.convs}: use (d,) for an MLP "
-                "and (C, H, W) with at least one conv for a CNN"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise InvalidArgument(
-                f"activation={self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
+        check_architecture(self.input_shape, self.convs, self.activation, self.pool)
         positive = ("epochs", "pgd_steps", "pgd_restarts", "window", "check_every")
         bad = [k for k in positive if getattr(self, k) < 1]
         if bad:
