@@ -218,3 +218,73 @@ def test_soundness_table_is_validated_and_has_defaults(tmp_path):
     bad.write_text("[soundness]\ntimeout = -1\n")
     with pytest.raises(InvalidArgument, match="timeout=-1"):
         load_profile(bad, classes)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("top1 = { min = -0.5 }", r"top1=.*lies in \[0, 1\], so this floor can never fail"),
+        ("top1 = { min = 0 }", "can never fail"),
+        ("top1 = { min = 1.5 }", "can never pass"),
+        ("ece = { max = -0.1 }", "can never pass"),
+        ("ece = { max = 1 }", "can never fail"),
+        ("top1 = { max = 0.5 }", r"higher is better for top1.*write \{ min = 0.5 \}"),
+        ("ece = { min = 0.01 }", r"lower is better for ece.*write \{ max = 0.01 \}"),
+        ("ece = { max = inf }", "must be a finite number"),
+        ("ece = { max = nan }", "must be a finite number"),
+        ("nll = { max = inf }", "must be a finite number"),
+    ],
+)
+def test_thresholds_that_cannot_fail_pass_or_point_the_wrong_way_are_refused(
+    tmp_path, line, message
+):
+    path = profile_file(tmp_path, f"[accuracy]\n{line}\n")
+    with pytest.raises(InvalidArgument, match=message):
+        load_profile(path, CLASSES)
+
+
+def test_unbounded_metrics_take_any_finite_ceiling(tmp_path):
+    path = profile_file(tmp_path, "[accuracy]\nnll = { max = 12.5 }\ntop1 = { min = 1 }\n")
+    assert load_profile(path, CLASSES).accuracy.thresholds == {
+        "nll": Threshold(12.5, "max"),
+        "top1": Threshold(1.0, "min"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("accuracy = 5", r"accuracy=5 in .*expected a table"),
+        ("[accuracy]\nclass_priors = 0.1", "class_priors=0.1 .*expected 10 positive numbers"),
+        ('[accuracy]\nclass_priors = ["a"]', "expected 10 positive numbers"),
+        ("[accuracy]\nslices = 5", r"slices=5 in .*expected a table"),
+        ("[accuracy.slices]\nhard = 5", r"accuracy.slices.hard=5 .*expected a table"),
+        ("[accuracy.slices.hard]\nids = 5", r"ids=5 in .*expected a list of sample ids"),
+        ("[accuracy.slices.hard]\nclasses = 5", r"classes=5 in .*list of strings"),
+        ("[accuracy.slices.hard]\nids_file = 5", r"ids_file=5 in .*expected a path"),
+        ("[soundness]\nbab_max_domains = 0.5", r"bab_max_domains=0.5 .*integer >= 1"),
+        ("[soundness]\nmodel_eps = 2", r"model_eps=2 .*number in \(0, 1\]"),
+        ("[soundness]\ntimeout = inf", r"timeout=inf .*positive number"),
+    ],
+)
+def test_values_of_the_wrong_type_are_one_line_errors(tmp_path, text, message):
+    path = profile_file(tmp_path, text + "\n")
+    with pytest.raises(InvalidArgument, match=message):
+        load_profile(path, CLASSES)
+
+
+def test_a_profile_that_is_a_directory_or_not_utf8(tmp_path):
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        load_profile(tmp_path, CLASSES)
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"# caf\xe9\n[accuracy]\n")
+    with pytest.raises(InvalidArgument, match="not valid TOML"):
+        load_profile(path, CLASSES)
+
+
+def test_every_suite_table_has_defaults_without_a_profile():
+    from vcheck.profiles import SUITE_TABLES
+
+    profile = load_profile(None, CLASSES)
+    assert set(profile.tables) == set(SUITE_TABLES)
+    assert profile.table("soundness").timeout == 30.0

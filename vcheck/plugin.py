@@ -36,9 +36,11 @@ _FIXTURES = {
     "accuracy",
     "sanity_probe",
     "record_check",
+    "record_artifact",
     "vcheck_session",
 }
 _CHECK_PROPERTY = "vcheck.check"
+_ARTIFACT_PROPERTY = "vcheck.artifact"
 NOTHING_TO_CHECK = "nothing-to-check"
 """Parametrize with this alone when a profile gives a test nothing to check: the test is
 deselected, rather than skipped (which ``--strict`` would count as a failure)."""
@@ -232,6 +234,7 @@ class VcheckSession:
         self._probes: dict[str, Any] = {}
         self._memo: dict[Any, Any] = {}
         self.checks: list[CheckResult] = []
+        self.artifacts: list[dict[str, Any]] = []
         self.outcomes: dict[str, str] = {}
         self.problems: dict[str, dict[str, str]] = {}
         self.failed_check_nodeids: set[str] = set()
@@ -291,7 +294,8 @@ class VcheckSession:
             self.load()
 
     # -- memoised work -------------------------------------------------------------------
-    def _write(self, line: str) -> None:
+    def write_line(self, line: str) -> None:
+        """A progress line on the terminal, even while output is captured."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
@@ -302,16 +306,20 @@ class VcheckSession:
 
     def predictions(self, name: str):
         if name not in self._predictions:
-            from vcheck.predictions import PredictionCache, get_predictions
+            from vcheck.predictions import get_predictions
 
             self.load()
             s = self.settings
-            cache = None if s.no_cache else PredictionCache(s.cache_dir / "predictions")
             preds = get_predictions(
-                self.model, self.eval_sets[name], cache, s.batch_size, s.num_workers, self._write
+                self.model,
+                self.eval_sets[name],
+                self.result_cache("predictions"),
+                s.batch_size,
+                s.num_workers,
+                self.write_line,
             )
             if preds.from_cache:
-                self._write(f"vcheck: {self.model.name} on {name}: predictions from cache")
+                self.write_line(f"vcheck: {self.model.name} on {name}: predictions from cache")
             self._predictions[name] = preds
         return self._predictions[name]
 
@@ -351,6 +359,16 @@ class VcheckSession:
             self._probes[name] = probe_model(self.model, self.eval_sets[name])
         return self._probes[name]
 
+    def result_cache(self, namespace: str):
+        """The :class:`~vcheck.cache.ResultCache` of ``namespace`` (disabled by --no-cache)."""
+        from vcheck.cache import ResultCache
+
+        key = ("result_cache", namespace)
+        if key not in self._memo:
+            root = None if self.settings.no_cache else self.settings.cache_dir
+            self._memo[key] = ResultCache(root, namespace)
+        return self._memo[key]
+
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per key for the session (e.g. a verifier over a benchmark)."""
         if key not in self._memo:
@@ -381,6 +399,8 @@ class VcheckSession:
                 self.checks.append(result)
                 if result.outcome == "fail":
                     self.failed_check_nodeids.add(report.nodeid)
+            elif name == _ARTIFACT_PROPERTY and report.when == "call":
+                self.artifacts.append(json.loads(value))
         nodeid = report.nodeid
         if report.failed:
             outcome = "failed" if report.when == "call" else "error"
@@ -424,6 +444,7 @@ class VcheckSession:
             settings=self.settings.as_dict(),
             profile=self.profile.describe() if self.profile else {"path": None, "sha256": None},
             checks=self.checks,
+            artifacts=self.artifacts,
             tests=tests,
             problems=list(self.problems.values()),
             per_sample=per_sample,
@@ -613,5 +634,38 @@ def record_check(
         if result.outcome == "fail":
             pytest.fail(result.message(), pytrace=False)
         return result
+
+    return record
+
+
+@pytest.fixture
+def record_artifact(request: pytest.FixtureRequest, vcheck_session: VcheckSession):
+    """Record data for one of the report's pictures (see :mod:`vcheck.report.artifacts`).
+
+    Example::
+
+        from vcheck.report import artifacts
+
+        def test_curve(record_artifact, eval_set):
+            record_artifact("adversarial", "robust_accuracy_vs_eps", "series",
+                            artifacts.series("eps", "robust accuracy", curves),
+                            eval_set=eval_set.name)
+    """
+    from vcheck.report.artifacts import KINDS
+
+    def record(suite: str, name: str, kind: str, data: dict[str, Any], *, eval_set: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+        entry = {
+            "suite": suite,
+            "name": name,
+            "kind": kind,
+            "eval_set": eval_set,
+            "nodeid": request.node.nodeid,
+            "data": data,
+        }
+        request.node.user_properties.append(
+            (_ARTIFACT_PROPERTY, json.dumps(entry, allow_nan=False))
+        )
 
     return record

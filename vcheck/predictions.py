@@ -1,28 +1,24 @@
 """One forward pass per (model, eval set), cached on disk.
 
 The cache key hashes the model fingerprint, its preprocessing, the eval-set fingerprint and
-the vcheck version, so any change to weights, transform or data recomputes. Entries are
-written atomically (temp file + rename); an unreadable or mismatched entry warns and is
-recomputed, never trusted and never fatal.
+the vcheck version, so any change to weights, transform or data recomputes. Entries go
+through :class:`vcheck.cache.ResultCache` (checksummed, atomic, shareable): a damaged or
+mismatched entry warns and is recomputed, never trusted and never fatal.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from vcheck import __version__
+from vcheck.cache import ResultCache
+from vcheck.cache import cache_key as _digest
 from vcheck.data.evalset import EvalSet
-from vcheck.errors import VcheckWarning
 from vcheck.models.base import ModelUnderTest
 from vcheck.progress import Progress
 
@@ -85,63 +81,21 @@ def forward_logits(
 
 
 def cache_key(model: ModelUnderTest, eval_set: EvalSet) -> str:
-    h = hashlib.sha256()
-    for part in (
+    """Everything that determines the logits: weights, preprocessing, samples, version."""
+    return _digest(
         "vcheck.predictions",
         __version__,
         model.fingerprint,
         model.cfg.preprocessing_key(),
         eval_set.fingerprint,
-        str(model.cfg.num_classes),
-    ):
-        h.update(part.encode() + b"\0")
-    return h.hexdigest()
-
-
-class PredictionCache:
-    """Logit tensors under ``root``, one ``<key>.pt`` file each."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
-    def load(self, key: str, n: int, num_classes: int) -> torch.Tensor | None:
-        path = self.path(key)
-        if not path.is_file():
-            return None
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-            logits = entry["logits"]
-            if entry.get("key") != key or tuple(logits.shape) != (n, num_classes):
-                raise ValueError(f"shape {tuple(logits.shape)} for ({n}, {num_classes})")
-            return logits
-        except Exception as exc:
-            warnings.warn(
-                f"vcheck: ignoring unreadable prediction cache entry {path} ({exc}); recomputing",
-                VcheckWarning,
-                stacklevel=2,
-            )
-            path.unlink(missing_ok=True)
-            return None
-
-    def store(self, key: str, logits: torch.Tensor) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({"key": key, "logits": logits.contiguous()}, f)
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        model.cfg.num_classes,
+    )
 
 
 def get_predictions(
     model: ModelUnderTest,
     eval_set: EvalSet,
-    cache: PredictionCache | None,
+    cache: ResultCache | None,
     batch_size: int = 256,
     num_workers: int = 0,
     write: Callable[[str], None] | None = None,
@@ -149,14 +103,19 @@ def get_predictions(
     """Predictions from the cache, or from one forward pass that is then cached."""
     key = cache_key(model, eval_set)
     start = time.perf_counter()
-    logits = cache.load(key, len(eval_set), model.cfg.num_classes) if cache else None
-    from_cache = logits is not None
-    if logits is None:
-        logits = forward_logits(model, eval_set, batch_size, num_workers, write)
-        if cache:
-            cache.store(key, logits)
+    shape = (len(eval_set), model.cfg.num_classes)
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"logits": forward_logits(model, eval_set, batch_size, num_workers, write).numpy()}
+
+    if cache is None:
+        entry, from_cache = compute(), False
+    else:
+        entry, from_cache = cache.arrays(
+            key, compute, validate=lambda e: e.get("logits", np.empty(0)).shape == shape
+        )
     return Predictions(
-        logits,
+        torch.from_numpy(np.ascontiguousarray(entry["logits"], dtype=np.float32)),
         eval_set.labels,
         list(eval_set.ids),
         model.cfg.output_kind,

@@ -67,6 +67,7 @@ def build_document(
     profile: dict[str, Any],
     checks: list[CheckResult],
     tests: dict[str, int],
+    artifacts: list[dict[str, Any]] | None = None,
     problems: list[dict[str, str]],
     per_sample: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
@@ -83,6 +84,9 @@ def build_document(
         "versions": versions(),
         "summary": {"checks": counts, "tests": tests},
         "checks": [c.to_json() for c in ordered],
+        "artifacts": sorted(
+            artifacts or [], key=lambda a: (a["suite"], a["eval_set"], a["name"], a["nodeid"])
+        ),
         "problems": sorted(problems, key=lambda p: p["nodeid"]),
         "per_sample": per_sample,
     }

@@ -8,6 +8,9 @@ Fields:
 - ``checks``: one entry per gated or informational measurement (value, ci, threshold,
   direction, gate, outcome, margin, n, details).
 - ``problems``: tests that failed, errored or were skipped other than through a check.
+- ``artifacts``: data for the report's pictures, one entry per recorded figure (suite, name,
+  kind: series / bars / table / images, eval_set, nodeid, data; see
+  ``vcheck.report.artifacts``).
 - ``per_sample``: per eval set, top-1 correctness bits (see ``document.pack_bits``) and the
   sha256 of the ordered ids, for paired (McNemar) comparison against a baseline run.
 """
@@ -76,6 +79,7 @@ SCHEMA = {
         "summary",
         "checks",
         "problems",
+        "artifacts",
         "per_sample",
     ],
     "properties": {
@@ -106,6 +110,17 @@ SCHEMA = {
         "problems": {
             "type": "array",
             "items": {"type": "object", "required": ["nodeid", "outcome", "message"]},
+        },
+        "artifacts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["suite", "name", "kind", "eval_set", "nodeid", "data"],
+                "properties": {
+                    "kind": {"enum": ["series", "bars", "table", "images"]},
+                    "data": {"type": "object"},
+                },
+            },
         },
         "per_sample": {
             "type": "object",
