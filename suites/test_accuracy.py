@@ -40,15 +40,22 @@ def test_logits_are_finite(predictions, eval_set, record_check):
     )
 
 
-def test_softmax_rows_sum_to_one(predictions, eval_set, record_check, vcheck_model):
-    if vcheck_model.cfg.output_kind != "softmax":
-        pytest.skip("sigmoid (multi-label) model: rows are not a distribution")
+def test_outputs_are_logits_not_probabilities(predictions, eval_set, record_check):
+    m = sanity.probability_like_rows(predictions)
+    squash = "softmax" if predictions.output_kind == "softmax" else "sigmoid"
     record_check(
         SUITE,
-        "softmax_sum_error",
-        sanity.softmax_sum_error(predictions),
+        "probability_like_rows",
+        m,
         eval_set=eval_set.name,
-        threshold=sanity.SOFTMAX_TOLERANCE,
+        threshold=sanity.PROBABILITY_LIKE_TOLERANCE,
+        note=(
+            f"{m.details['probability_like_rows']} of {m.n} output rows look like "
+            f"probabilities ({m.details['rule']}); vcheck applies {squash} itself, so the model "
+            f"must return logits: drop its final {squash}"
+        )
+        if m.value > sanity.PROBABILITY_LIKE_TOLERANCE.value
+        else "",
     )
 
 

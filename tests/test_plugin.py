@@ -52,7 +52,7 @@ ACCURACY_METRICS = {
 }
 SANITY_METRICS = {
     "non_finite_fraction",
-    "softmax_sum_error",
+    "probability_like_rows",
     "batch1_vs_batch_max_rel_diff",
     "repeat_max_rel_diff",
 }

@@ -3,6 +3,11 @@
 A model left in train mode, a batch-dependent layer or a nondeterministic kernel shows up as
 logits that change with batch size or between two identical passes. The probe re-runs a few
 images (at most :data:`PROBE_SIZE`) three ways; everything else reads the cached logits.
+
+Every metric downstream applies softmax (or sigmoid) to the model's outputs itself, so a model
+that already returns probabilities would be scored on softmax(probabilities): accuracy is
+unchanged, but calibration, NLL and AUC are silently wrong. :func:`probability_like_rows`
+catches that; it replaces a check that vcheck's own softmax sums to 1, which could not fail.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ PROBE_SIZE = 64
 # Relative to 1 + max |logit|: float32 kernels may reorder sums across batch sizes.
 BATCH_TOLERANCE = Threshold(1e-4, "max")
 REPEAT_TOLERANCE = Threshold(1e-6, "max")
-SOFTMAX_TOLERANCE = Threshold(1e-5, "max")
+# Fraction of output rows that look like probabilities; a real logit row almost never does.
+PROBABILITY_LIKE_TOLERANCE = Threshold(0.01, "max")
+_SUM_TOLERANCE = 1e-3
 NON_FINITE_TOLERANCE = Threshold(0.0, "max")
 
 
@@ -64,8 +71,25 @@ def non_finite_fraction(predictions: Predictions) -> Measurement:
     return Measurement(bad / n if n else 0.0, n, details={"non_finite_rows": bad})
 
 
-def softmax_sum_error(predictions: Predictions) -> Measurement:
-    """max |sum_j softmax(logits)_j - 1| in float32, as a consumer of the logits would see it."""
-    sums = torch.softmax(predictions.logits.float(), dim=1).sum(dim=1)
-    err = float((sums - 1).abs().max()) if len(sums) else 0.0
-    return Measurement(err, len(sums))
+def probability_like_rows(predictions: Predictions) -> Measurement:
+    """Fraction of output rows that look like probabilities instead of logits.
+
+    A softmax model's row is probability-like when every entry lies in [0, 1] and the row sums
+    to 1 (within 1e-3); a sigmoid model's when every entry lies in [0, 1]. Log-probabilities
+    (``log_softmax``) are fine: they differ from logits by a per-row constant.
+    """
+    x = predictions.logits.double()
+    in_unit = ((x >= 0) & (x <= 1)).all(dim=1)
+    if predictions.output_kind == "softmax":
+        like = in_unit & ((x.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE)
+        rule = "every entry in [0, 1] and the row sums to 1"
+    else:
+        like = in_unit
+        rule = "every entry in [0, 1]"
+    k, n = int(like.sum()), len(x)
+    return Measurement(
+        k / n if n else 0.0,
+        n,
+        ci_method="exact",
+        details={"probability_like_rows": k, "rule": rule},
+    )
