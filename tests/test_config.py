@@ -215,3 +215,52 @@ def test_as_dict_is_json_ready(tmp_path):
     assert d["report"] == str(tmp_path / "r.html")
     assert d["eval_sets"] == {"x": str(tmp_path / "x")}
     assert d["gate"] == "point"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("model = 5", "model=5: expected a model name"),
+        ('model = ""', "model='': expected a model name"),
+        ("verifiers = [1]", "verifiers=[1]"),
+        ("weights = 3", "weights=3: expected a path string"),
+        ('cache_dir = ""', "cache_dir='': expected a path string"),
+        ("bootstrap_resamples = 2", "bootstrap_resamples=2: expected an integer >= 10"),
+        ("num_workers = -1", "num_workers=-1"),
+    ],
+)
+def test_bad_values_in_a_file_name_the_file(tmp_path, text, needle):
+    path = write(tmp_path / "vcheck.toml", text + "\n")
+    with pytest.raises(InvalidArgument) as info:
+        build_config({}, path)
+    assert needle in str(info.value) and f"(in {path})" in str(info.value)
+
+
+def test_bad_values_in_pyproject_name_its_table(tmp_path):
+    path = write(tmp_path / "pyproject.toml", '[tool.vcheck]\ngate = "fast"\n')
+    with pytest.raises(InvalidArgument, match=r"gate='fast'.*\(in \[tool.vcheck\] of .*pyproject"):
+        build_config({}, None, path)
+
+
+def test_bad_values_on_the_command_line_name_the_flag():
+    with pytest.raises(InvalidArgument, match=r"\(from --max-samples\)"):
+        build_config({"max_samples": 0})
+
+
+def test_a_config_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path):
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        build_config({}, tmp_path)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'model = "caf\xe9"\n')
+    with pytest.raises(InvalidArgument, match="is not UTF-8 text"):
+        build_config({}, latin1)
+
+
+def test_a_profile_passed_as_config_points_to_profile(tmp_path):
+    path = write(tmp_path / "p.toml", "[accuracy]\ntop1 = { min = 0.9 }\n")
+    with pytest.raises(
+        InvalidArgument,
+        match=r"threshold-profile table.*pass this file with "
+        r"--profile",
+    ):
+        build_config({}, path)

@@ -11,9 +11,14 @@ from PIL import Image
 
 from vcheck.data import fashion_mnist
 from vcheck.data.evalset import TensorEvalSet, stratified_indices
-from vcheck.data.fashion_mnist import FILES, ensure_raw_files, load_fashion_mnist
+from vcheck.data.fashion_mnist import find_split_files, load_fashion_mnist, read_idx
 from vcheck.data.image_folder import folder_to_class, load_image_folder
-from vcheck.errors import InvalidArgument, MissingArtefactError, VcheckWarning
+from vcheck.errors import (
+    CorruptArtefactError,
+    InvalidArgument,
+    MissingArtefactError,
+    VcheckWarning,
+)
 from vcheck.models.base import ModelCfg
 from vcheck.models.zoo import FASHION_MNIST_CLASSES
 
@@ -77,9 +82,7 @@ def test_load_fashion_mnist_from_a_data_root(tmp_path, no_debian, gz, sub):
     torch.testing.assert_close(images[1, 0], torch.from_numpy(pixels[5] / 255).float())
     train = load_fashion_mnist("train", root, cache)
     assert len(train) == 8 and train.ids[0] == "train-00000"
-    raw = ensure_raw_files(root, cache) / "FashionMNIST" / "raw"
-    assert raw.is_relative_to(cache)
-    assert sorted(p.name for p in raw.iterdir()) == sorted(FILES)  # no temp files left
+    assert not cache.exists()  # read in place: nothing unpacked into the cache
 
 
 def test_fingerprint_is_stable_and_tracks_content(tmp_path, no_debian):
@@ -100,39 +103,87 @@ def test_fingerprint_is_stable_and_tracks_content(tmp_path, no_debian):
     assert relabelled.fingerprint != first.fingerprint
 
 
-def test_ensure_raw_files_returns_a_torchvision_root_in_the_cache(tmp_path, no_debian):
-    write_idx_files(tmp_path / "data" / "fashion-mnist", gz=True)
-    root = ensure_raw_files(tmp_path / "data", tmp_path / "cache")
-    assert root.is_relative_to(tmp_path / "cache")
-    for stem in FILES:  # un-gzipped, with the IDX magic numbers intact
-        head = (root / "FashionMNIST" / "raw" / stem).read_bytes()[:4]
-        assert struct.unpack(">I", head)[0] in (2049, 2051)
-    assert ensure_raw_files(tmp_path / "data", tmp_path / "cache") == root
-
-
-def test_files_placed_in_the_cache_are_used_in_place(tmp_path, no_debian):
+def test_files_in_torchvisions_download_folder_are_used_in_place(tmp_path, no_debian):
     write_idx_files(tmp_path / "cache" / "FashionMNIST" / "raw", gz=False)
-    assert ensure_raw_files(None, tmp_path / "cache") == tmp_path / "cache"
     assert len(load_fashion_mnist("test", None, tmp_path / "cache")) == 6
 
 
 def test_missing_data_lists_where_it_looked_and_the_fix(tmp_path, no_debian):
     root = tmp_path / "data"
     write_idx_files(root, gz=True)
-    (root / "t10k-labels-idx1-ubyte.gz").unlink()  # three of four files are not enough
+    (root / "t10k-labels-idx1-ubyte.gz").unlink()  # the images alone are not enough
     with pytest.raises(MissingArtefactError) as info:
-        ensure_raw_files(root, tmp_path / "cache")
+        find_split_files("test", root, tmp_path / "cache")
     message = str(info.value)
-    for folder in (
-        root,
-        root / "FashionMNIST" / "raw",
-        tmp_path / "cache" / "FashionMNIST" / "raw",
-        tmp_path / "no-debian",
-    ):
+    for folder in (root, root / "FashionMNIST" / "raw", root / "fashion-mnist"):
         assert str(folder) in message
-    assert "t10k-labels-idx1-ubyte" in message
-    assert "apt-get install dataset-fashion-mnist" in message and "--data-root" in message
+    assert "t10k-labels-idx1-ubyte" in message and f"--data-root={root}" in message
+    assert "drop it to use the installed copy" in message
     assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(MissingArtefactError) as info:
+        find_split_files("test", None, tmp_path / "cache")  # no data root: the usual places
+    message = str(info.value)
+    for folder in (tmp_path / "cache" / "FashionMNIST" / "raw", tmp_path / "no-debian"):
+        assert str(folder) in message
+    assert "apt-get install dataset-fashion-mnist" in message and "--data-root" in message
+
+
+def test_a_data_root_that_does_not_exist_never_falls_back_to_the_installed_copy(tmp_path):
+    with pytest.raises(InvalidArgument, match=r"--data-root=.*typo does not exist"):
+        load_fashion_mnist("test", tmp_path / "typo", tmp_path / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingArtefactError, match=r"no Fashion-MNIST test files .* under --data-root="):
+        load_fashion_mnist("test", tmp_path / "empty", tmp_path / "cache")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[: len(b) // 2], "truncated"),
+        (lambda b: b + b"\x00" * 7, "longer than its header says"),
+        (lambda b: b[:2], "not an IDX file"),
+        (lambda b: b"\x00\x00\x08\x0d" + b[4:], "not an unsigned-byte IDX file"),
+    ],
+    ids=["truncated", "padded", "tiny", "float-idx"],
+)
+def test_damaged_idx_files_are_one_line_errors_naming_the_file(
+    tmp_path, no_debian, gz, damage, message
+):
+    root = tmp_path / "data"
+    write_idx_files(root, gz=False)
+    target = root / "t10k-images-idx3-ubyte"
+    target.write_bytes(damage(target.read_bytes()))
+    if gz:
+        for path in list(root.iterdir()):
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+        target = root / "t10k-images-idx3-ubyte.gz"
+    with pytest.raises(CorruptArtefactError, match=message) as info:
+        load_fashion_mnist("test", root, tmp_path / "cache")
+    assert str(target) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_damaged_gzip_stream_is_caught_by_its_checksum(tmp_path, no_debian):
+    root = tmp_path / "data"
+    write_idx_files(root, gz=True)
+    target = root / "t10k-images-idx3-ubyte.gz"
+    blob = bytearray(target.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # noise inside the compressed data
+    target.write_bytes(bytes(blob))
+    with pytest.raises(CorruptArtefactError, match="is damaged"):
+        load_fashion_mnist("test", root, tmp_path / "cache")
+    target.write_bytes(bytes(blob[:-9]))  # cut short
+    with pytest.raises(CorruptArtefactError, match="is damaged"):
+        read_idx(target)
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path, no_debian):
+    root = tmp_path / "data"
+    pixels, labels = fake_split(0, 6)
+    write_idx_files(root, gz=True, test=(pixels, labels[:5]))
+    with pytest.raises(CorruptArtefactError, match="one 28x28 image per label"):
+        load_fashion_mnist("test", root, tmp_path / "cache")
 
 
 @pytest.mark.skipif(
@@ -144,7 +195,8 @@ def test_real_fashion_mnist_test_split_is_balanced(tmp_path):
     assert len(ds) == 10_000 and ds.pixels.shape == (10_000, 1, 28, 28)
     assert torch.bincount(ds.labels, minlength=10).tolist() == [1000] * 10
     assert ds.ids[-1] == "test-09999"
-    assert str(tmp_path / "cache") in ds.source
+    assert str(fashion_mnist.DEBIAN_DIR) in ds.source
+    assert not (tmp_path / "cache").exists()  # read in place
 
 
 # -- stratified subsets ----------------------------------------------------------------
@@ -345,15 +397,9 @@ def test_metadata_has_one_row_per_sample(tensor_set):
     assert len(meta) == 12 and meta.loc[5, "class_name"] == "c" and meta.loc[5, "id"] == "s5"
 
 
-def test_a_new_data_root_is_not_shadowed_by_an_earlier_copy_in_the_cache(tmp_path, no_debian):
-    cache = tmp_path / "cache"
+def test_a_data_root_edited_in_place_is_read_afresh(tmp_path, no_debian):
     write_idx_files(tmp_path / "old", gz=True, test=fake_split(0, 6))
-    old = load_fashion_mnist("test", tmp_path / "old", cache)
-    new_pixels, new_labels = fake_split(7, 9)
-    write_idx_files(tmp_path / "new", gz=True, test=(new_pixels, new_labels))
-    new = load_fashion_mnist("test", tmp_path / "new", cache)  # same cache dir
-    assert len(new) == 9
-    np.testing.assert_array_equal(new.pixels[:, 0].numpy(), new_pixels)
-    assert new.fingerprint != old.fingerprint
+    old = load_fashion_mnist("test", tmp_path / "old", tmp_path / "cache")
     write_idx_files(tmp_path / "old", gz=True, test=fake_split(8, 4))  # edited in place
-    assert len(load_fashion_mnist("test", tmp_path / "old", cache)) == 4
+    new = load_fashion_mnist("test", tmp_path / "old", tmp_path / "cache")
+    assert len(new) == 4 and new.fingerprint != old.fingerprint

@@ -140,12 +140,47 @@ def test_truncated_checkpoint_is_corrupt_not_a_torch_traceback(tmp_path, resnet1
     truncated.write_bytes(resnet18_weights.read_bytes()[:100_000])
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint at all" * 10)
-    for path in (truncated, garbage):
+    for path, reason in (
+        (truncated, "it is a damaged or truncated torch zip archive"),
+        (garbage, "it is not a file written by torch.save (it starts with b'\\x00not a chec"),
+    ):
         with pytest.raises(CorruptArtefactError) as info:
             resolve_model("resnet18", weights=path).load(CPU)
-        assert str(path) in str(info.value)
-        assert "not truncated" in str(info.value)
+        assert str(path) in str(info.value) and reason in str(info.value)
         assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"hello weights\n", "it starts with b'hello weight'"),  # torch says only "101"
+        (b'{"a": 1}', "it is not a file written by torch.save"),
+    ],
+)
+def test_foreign_weight_files_get_a_reason_a_user_can_act_on(tmp_path, content, reason):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(CorruptArtefactError) as info:
+        resolve_model("fmnist_mlp", weights=path).load(CPU)
+    assert reason in str(info.value) and "101" not in str(info.value)
+
+
+def test_a_pickled_module_is_refused_without_advice_to_unpickle_it(tmp_path):
+    path = tmp_path / "module.pt"
+    torch.save({"net": torch.nn.Linear(2, 2)}, path)
+    with pytest.raises(CorruptArtefactError) as info:
+        resolve_model("fmnist_mlp", weights=path).load(CPU)
+    message = str(info.value)
+    assert "pickled Python object (torch.nn.modules.linear.Linear)" in message
+    assert "weights_only` set to `False`" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("model", ["fixtures/models/fmnist_cnn.pt", "vcheck.models.zoo:fmnist_mlp"])
+def test_weights_that_cannot_apply_to_the_model_are_refused(model):
+    mlp = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "fmnist_mlp.pt"
+    with pytest.raises(InvalidArgument, match=r"--weights=.* cannot apply to --model="):
+        resolve_model(model, weights=mlp)
 
 
 def test_data_parallel_prefix_is_stripped(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -65,18 +66,8 @@ class VcheckConfig:
     soundness_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("gate", self.gate, GATES)
-        _check_choice("device", self.device, DEVICES)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("num_workers", self.num_workers, minimum=0)
-        _check_int("bootstrap_resamples", self.bootstrap_resamples, minimum=10)
-        if self.max_samples is not None:
-            _check_int("max_samples", self.max_samples, minimum=1)
-        if not isinstance(self.confidence, float) or not 0.5 <= self.confidence < 1:
-            raise InvalidArgument(
-                f"confidence={self.confidence!r}: expected a float in [0.5, 1), e.g. 0.95"
-            )
+        for f in fields(self):
+            _validate(f.name, getattr(self, f.name))
 
     @property
     def model_slug(self) -> str:
@@ -108,6 +99,72 @@ class VcheckConfig:
 
 
 KEYS = tuple(f.name for f in fields(VcheckConfig))
+_OPTIONAL = {"weights", "data_root", "max_samples", "report", "metrics_json", "profile"}
+_OPTIONAL |= {"soundness_dir"}
+_BOOLS = ("strict", "no_cache")
+
+
+def _fail(name: str, value: Any, expected: str) -> None:
+    raise InvalidArgument(f"{name}={value!r}: expected {expected}")
+
+
+def _check_path(name: str, value: Any) -> None:
+    if not isinstance(value, Path):
+        _fail(name, value, "a path")
+
+
+def _check_model(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, value, "a model name, checkpoint path or package.module:factory")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(name, value, "true or false")
+
+
+def _check_confidence(name: str, value: Any) -> None:
+    if not isinstance(value, float) or not 0.5 <= value < 1:
+        _fail(name, value, "a float in [0.5, 1), e.g. 0.95")
+
+
+def _check_eval_sets(name: str, value: Any) -> None:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, Path) for k, v in value.items()
+    )
+    if not ok:
+        _fail(name, value, 'a table of name = "path/to/image/folder"')
+
+
+def _check_verifiers(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        _fail(name, value, "a list of verifier specs")
+
+
+_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    **dict.fromkeys(_PATH_KEYS, _check_path),
+    "model": _check_model,
+    "gate": lambda n, v: _check_choice(n, v, GATES),
+    "device": lambda n, v: _check_choice(n, v, DEVICES),
+    "seed": lambda n, v: _check_int(n, v, minimum=0),
+    "num_workers": lambda n, v: _check_int(n, v, minimum=0),
+    "batch_size": lambda n, v: _check_int(n, v, minimum=1),
+    "max_samples": lambda n, v: _check_int(n, v, minimum=1),
+    "bootstrap_resamples": lambda n, v: _check_int(n, v, minimum=10),
+    **dict.fromkeys(_BOOLS, _check_bool),
+    "confidence": _check_confidence,
+    "eval_sets": _check_eval_sets,
+    "verifiers": _check_verifiers,
+}
+
+
+def _validate(name: str, value: Any) -> None:
+    """Check one setting's type and range; the message starts with ``name=value``."""
+    if value is None and name in _OPTIONAL:
+        return
+    check = _CHECKS.get(name)
+    if check is not None:
+        check(name, value)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -123,7 +180,7 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 def _coerce(key: str, value: Any, base: Path) -> Any:
     """Turn a file value into the field's type; relative paths are relative to ``base``."""
     if key in _PATH_KEYS:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value:
             raise InvalidArgument(f"{key}={value!r}: expected a path string")
         return (base / Path(value).expanduser()).resolve()
     if key == "eval_sets":
@@ -138,32 +195,55 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return tuple(value)
     if key == "confidence" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if key in ("strict", "no_cache") and not isinstance(value, bool):
-        raise InvalidArgument(f"{key}={value!r}: expected true or false")
     return value
 
 
 def read_toml_settings(path: Path, table: str | None = None) -> dict[str, Any]:
-    """Settings from a TOML file (or one of its tables), validated and coerced."""
+    """Settings from a TOML file (or one of its tables), validated and coerced.
+
+    Every error names the file (and table) the bad value came from.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgument(f"config file {path} is a directory; pass a .toml file")
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidArgument(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read config file {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"config file {path} is not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"config file {path} is not valid TOML: {exc}") from None
     if table:
         for part in table.split("."):
             data = data.get(part, {})
     out = {}
-    where = f"[{table}] in {path}" if table else str(path)
+    where = f"[{table}] of {path}" if table else str(path)
     for key, value in data.items():
         norm = key.replace("-", "_")
         if norm not in KEYS:
-            raise UnknownNameError(
-                "config key", key, KEYS, f"(in {where}; allowed keys: {', '.join(KEYS)})"
-            )
-        out[norm] = _coerce(norm, value, Path(path).resolve().parent)
+            _unknown_key(key, where)
+        try:
+            out[norm] = _coerce(norm, value, path.resolve().parent)
+            _validate(norm, out[norm])
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{exc} (in {where})") from None
     return out
+
+
+def _unknown_key(key: str, where: str) -> None:
+    from vcheck.profiles import SUITE_TABLES  # lazy: profiles imports checks, not config
+
+    if key in SUITE_TABLES:
+        raise InvalidArgument(
+            f"[{key}] in {where} is a threshold-profile table, not a vcheck setting: pass "
+            "this file with --profile (settings go in --vcheck-config or [tool.vcheck])"
+        )
+    raise UnknownNameError(
+        "config key", key, KEYS, f"(in {where}; allowed keys: {', '.join(KEYS)})"
+    )
 
 
 def build_config(
@@ -178,11 +258,15 @@ def build_config(
     for key, value in cli.items():
         if key not in KEYS:
             raise UnknownNameError("option", key, KEYS)
-        if value is None or (value is False and key in ("strict", "no_cache")):
+        if value is None or (value is False and key in _BOOLS):
             continue
         if key in _PATH_KEYS:
             value = Path(value).expanduser().resolve()
         elif key == "verifiers":
             value = tuple(value)
+        try:
+            _validate(key, value)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{exc} (from --{key.replace('_', '-')})") from None
         merged[key] = value
     return replace(VcheckConfig(), **merged)

@@ -243,12 +243,15 @@ class VcheckSession:
     def activate(self) -> None:
         if self.active:
             return
+        from vcheck.cache import check_cache_dir
         from vcheck.data.sources import check_available, eval_set_names
         from vcheck.models import resolve_model
         from vcheck.profiles import load_profile
 
         s = self.settings
         try:
+            if not s.no_cache:
+                check_cache_dir(s.cache_dir)
             self.ref = resolve_model(s.model, s.weights)
             self.profile = load_profile(s.profile or self.ref.profile, self.ref.cfg.classes)
             self.eval_set_names = eval_set_names(self.ref.cfg, s)

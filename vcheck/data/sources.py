@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vcheck.config import VcheckConfig
 from vcheck.data.evalset import EvalSet, stratified_indices
-from vcheck.data.fashion_mnist import ensure_raw_files, load_fashion_mnist
+from vcheck.data.fashion_mnist import find_split_files, load_fashion_mnist
 from vcheck.data.image_folder import load_image_folder
 from vcheck.errors import InvalidArgument
 from vcheck.models.base import ModelCfg
@@ -35,8 +35,14 @@ def eval_set_names(model_cfg: ModelCfg, config: VcheckConfig) -> list[str]:
 
 def check_available(model_cfg: ModelCfg, config: VcheckConfig) -> None:
     """Cheap existence checks, so a missing data set stops the run before any test."""
+    if config.data_root is not None and model_cfg.domain not in PRIMARY:
+        raise InvalidArgument(
+            f"--data-root={config.data_root} does not apply to a model of domain "
+            f"{model_cfg.domain!r} (it has no built-in eval set); name its data with "
+            'eval_sets = {name = "path/to/image/folder"} in the vcheck config'
+        )
     if model_cfg.domain == "fashion_mnist":
-        ensure_raw_files(config.data_root, config.cache_dir / "data")
+        find_split_files("test", config.data_root, config.cache_dir / "data")
     if model_cfg.domain == "imagenet" and config.data_root is None:
         raise InvalidArgument(
             "this model is evaluated on ImageNet, which cannot be downloaded here: pass "

@@ -19,22 +19,54 @@ def read_checkpoint(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
         raise CorruptArtefactError(
-            f"cannot read weights file {path}: {_load_error_reason(exc)}. "
-            "Check that it is a PyTorch state dict saved with torch.save (not truncated)."
+            f"cannot read weights file {path}: {_load_error_reason(exc, path)}. "
+            "Pass a state dict saved with torch.save(model.state_dict(), PATH)."
         ) from None
 
 
-def _load_error_reason(exc: Exception) -> str:
-    """The first line of torch.load's error that says what is wrong with the file.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"
 
-    A weights-only refusal opens with advice to retry with ``weights_only=False`` (arbitrary
-    code execution), which a one-line message must not pass on; the reason follows a marker.
+
+def _load_error_reason(exc: Exception, path: Path) -> str:
+    """Why torch.load refused ``path``, in words a user can act on.
+
+    torch's own messages lead with advice to retry with ``weights_only=False`` (arbitrary code
+    execution), which a one-line message must not pass on, and a foreign file often surfaces
+    as a bare pickle opcode (``KeyError: 101``); the file's first bytes say more.
     """
-    text = str(exc).strip()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    if not head:
+        return "the file is empty"
+    text = str(exc)
+    if head.startswith(_ZIP_MAGIC) and "zip archive" in text:
+        return "it is a damaged or truncated torch zip archive (copy it again)"
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_PROTO)):
+        return f"it is not a file written by torch.save (it starts with {head[:12]!r})"
     marker = "WeightsUnpickler error:"
     if marker in text:
-        text = "torch.load(weights_only=True) refused it: " + text.split(marker, 1)[1].strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+        detail = text.split(marker, 1)[1].strip().splitlines()[0]
+        if "Unsupported global" in detail:
+            name = detail.split("GLOBAL", 1)[-1].split()[0] if "GLOBAL" in detail else "?"
+            return (
+                f"it stores a pickled Python object ({name}), which vcheck does not unpickle "
+                "(that could run code), not a state dict"
+            )
+        return f"torch.load(weights_only=True) refused it ({detail})"
+    return _first_sentence(text) or type(exc).__name__
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of ``text``, shortened at a word boundary."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = first.split(". ", 1)[0].rstrip(".")
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return first
 
 
 def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

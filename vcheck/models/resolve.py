@@ -102,8 +102,18 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
     reg = model_registry()
     looks_like_path = name.endswith(_CHECKPOINT_SUFFIXES) or "/" in name or "\\" in name
     if looks_like_path or (path.is_file() and name not in reg):
+        if weights_path is not None:
+            raise InvalidArgument(
+                f"--weights={weights} cannot apply to --model={name}: a checkpoint carries its "
+                "own weights. Drop --weights, or pass --model=ARCH --weights=PATH"
+            )
         return _resolve_checkpoint(name, path)
     if ":" in name:
+        if weights_path is not None:
+            raise InvalidArgument(
+                f"--weights={weights} cannot apply to --model={name}: a factory builds its own "
+                "weights. Drop --weights and load the weights inside the factory"
+            )
         return _resolve_factory(name)
     arch = reg.canonical(name)
     if reg.get(arch) == "zoo":
