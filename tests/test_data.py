@@ -132,7 +132,7 @@ def test_a_data_root_that_does_not_exist_never_falls_back_to_the_installed_copy(
     with pytest.raises(InvalidArgument, match=r"--data-root=.*typo does not exist"):
         load_fashion_mnist("test", tmp_path / "typo", tmp_path / "cache")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingArtefactError, match=r"no Fashion-MNIST test files .* under --data-root="):
+    with pytest.raises(MissingArtefactError, match=r"no Fashion-MNIST test files .* --data-root="):
         load_fashion_mnist("test", tmp_path / "empty", tmp_path / "cache")
 
 

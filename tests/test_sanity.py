@@ -91,7 +91,8 @@ def test_a_model_returning_probabilities_fails_the_run_with_the_fix(pytester, mo
         ]
     )
     # The same network without its softmax passes the check.
-    result = run_suites(pytester, *common, "--model=probs_model:make_logits", "-k", "outputs_are_logits")
+    only = ("-k", "outputs_are_logits")
+    result = run_suites(pytester, *common, "--model=probs_model:make_logits", *only)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     (check,) = read_json(pytester.path / "reports" / "probs_model_make_logits.metrics.json")[
         "checks"
