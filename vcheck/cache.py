@@ -128,6 +128,9 @@ class ResultCache:
         if self.root is None:
             return False
         header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+        target = self.path(key)
+        if target.exists() and not os.access(target, os.R_OK):
+            return False  # another user's entry that we may not read: keep it, never replace
         tmp = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +139,7 @@ class ResultCache:
                 f.write(header)
                 f.write(payload)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: share like any file
-            os.replace(tmp, self.path(key))
+            os.replace(tmp, target)
             return True
         except OSError as exc:
             if tmp is not None:

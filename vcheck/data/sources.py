@@ -19,6 +19,12 @@ PRIMARY = {"fashion_mnist": "fmnist_test", "imagenet": "imagenet_val"}
 
 
 def eval_set_names(model_cfg: ModelCfg, config: VcheckConfig) -> list[str]:
+    if config.data_root is not None and model_cfg.domain not in PRIMARY:
+        raise InvalidArgument(
+            f"--data-root={config.data_root} does not apply to a model of domain "
+            f"{model_cfg.domain!r} (it has no built-in eval set); name its data with "
+            'eval_sets = {name = "path/to/image/folder"} in the vcheck config'
+        )
     primary = PRIMARY.get(model_cfg.domain)
     names = [primary] if primary else []
     clash = [n for n in config.eval_sets if n in names]
@@ -35,12 +41,6 @@ def eval_set_names(model_cfg: ModelCfg, config: VcheckConfig) -> list[str]:
 
 def check_available(model_cfg: ModelCfg, config: VcheckConfig) -> None:
     """Cheap existence checks, so a missing data set stops the run before any test."""
-    if config.data_root is not None and model_cfg.domain not in PRIMARY:
-        raise InvalidArgument(
-            f"--data-root={config.data_root} does not apply to a model of domain "
-            f"{model_cfg.domain!r} (it has no built-in eval set); name its data with "
-            'eval_sets = {name = "path/to/image/folder"} in the vcheck config'
-        )
     if model_cfg.domain == "fashion_mnist":
         find_split_files("test", config.data_root, config.cache_dir / "data")
     if model_cfg.domain == "imagenet" and config.data_root is None:
