@@ -28,6 +28,7 @@ _PATH_KEYS = (
     "cache_dir",
     "profile",
     "soundness_dir",
+    "baseline",
 )
 
 
@@ -63,6 +64,7 @@ class VcheckConfig:
     eval_sets: dict[str, Path] = field(default_factory=dict)
     verifiers: tuple[str, ...] = ()
     soundness_dir: Path | None = None
+    baseline: Path | None = None
 
     def __post_init__(self) -> None:
         _check_choice("gate", self.gate, GATES)
