@@ -283,9 +283,9 @@ class VcheckSession:
             model = self.ref.load(self.device)
         except VcheckError as exc:
             raise pytest.UsageError(f"vcheck: {exc}") from None
+        self._check_baseline_data(eval_sets)
         self.config.hook.pytest_vcheck_model_loaded(model=model)
         self.model, self.eval_sets = model, eval_sets
-        self._check_baseline_data()
 
     def _check_outputs(self) -> None:
         """Output paths and the baseline file are checked before any test (exit 4)."""
@@ -299,12 +299,30 @@ class VcheckSession:
 
             self.baseline_doc = load_baseline(s.baseline)
 
-    def _check_baseline_data(self) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """xdist controller: check the baseline's data here, once, before workers start (a
+        worker's usage error would not stop the run with one line)."""
+        if self.baseline_doc is None or hasattr(self.config, "workerinput"):
+            return
+        if self.config.getoption("dist", "no") == "no":
+            return  # a serial run checks it when it loads the data
+        from vcheck.data.sources import load_eval_set
+
+        try:
+            eval_sets = {
+                n: load_eval_set(n, self.ref.cfg, self.settings) for n in self.eval_set_names
+            }
+        except VcheckError as exc:
+            raise pytest.UsageError(f"vcheck: {exc}") from None
+        self._check_baseline_data(eval_sets)
+
+    def _check_baseline_data(self, eval_sets: dict[str, Any]) -> None:
         if self.baseline_doc is None:
             return
         from vcheck.report.baseline import check_eval_sets
 
-        prints = {name: es.fingerprint for name, es in self.eval_sets.items()}
+        prints = {name: es.fingerprint for name, es in eval_sets.items()}
         try:
             check_eval_sets(self.baseline_doc, self.settings.baseline, prints)
         except VcheckError as exc:
