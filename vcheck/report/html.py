@@ -8,9 +8,9 @@ sets (the soundness suite's ``unsat_on_counterexample[CROWN]`` on each network) 
 one eval set x param matrix per metric rather than as hundreds of rows.
 
 No external requests: CSS is inline, pictures are inline SVG (see :mod:`vcheck.report.figures`)
-or ``data:`` PNGs, and there are no scripts. Sections below the first screen are laid out
-lazily by the browser (``content-visibility: auto``), so thousands of checks still paint at
-once.
+or ``data:`` PNGs, and there are no scripts. Every suite section after the first is laid
+out lazily by the browser (``content-visibility: auto``), so thousands of checks still paint
+at once.
 
 Public names: :func:`render`.
 """
@@ -65,7 +65,7 @@ dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margi
 dl.meta dt{font-weight:600}dl.meta dd{margin:0;overflow-wrap:anywhere}
 code{font-size:12px}.muted{color:#57606a}
 nav.toc a{margin-right:1rem;white-space:nowrap}
-section.suite{content-visibility:auto;contain-intrinsic-size:auto 900px}
+section.suite.later{content-visibility:auto;contain-intrinsic-size:auto 900px}
 .counts{font-size:.85rem;font-weight:400;color:#57606a;margin-left:.6rem}
 .counts .nfail{color:#cf222e;font-weight:700}
 .figs{display:flex;flex-wrap:wrap;gap:1rem;margin:.6rem 0}
@@ -475,7 +475,10 @@ def _suite_section(
     checks: list[dict[str, Any]],
     artifacts: list[dict[str, Any]],
     ids: dict[int, str],
+    lazy: bool,
 ) -> str:
+    """One suite's section; ``lazy`` ones (all but the first) are laid out and painted only
+    when scrolled near, which keeps thousands of checks from delaying the first paint."""
     figs = []
     for key, svg in _check_figures(checks, suite):
         figs.append(f'<figure class="fig plotfig" data-key="{escape(key)}">{svg}</figure>')
@@ -488,7 +491,7 @@ def _suite_section(
         matrices, key=lambda b: (-sum(c["outcome"] == "fail" for _, c in matrices[b]), b)
     )
     parts = [
-        f'<section class="suite" id="suite-{escape(suite)}">'
+        f'<section class="suite{" later" if lazy else ""}" id="suite-{escape(suite)}">'
         f"<h2>{escape(suite)}{_counts_html(_counts(checks)) if checks else ''}</h2>"
     ]
     if figs:
@@ -516,7 +519,7 @@ def render(document: dict[str, Any], duration_s: float | None = None) -> str:
         f"{_counts_html(_counts(by_suite[s])) if by_suite[s] else ''}"
         for s in suites
     )
-    sections = [_suite_section(s, by_suite[s], arts[s], ids) for s in suites]
+    sections = [_suite_section(s, by_suite[s], arts[s], ids, i > 0) for i, s in enumerate(suites)]
     skipped = _problem_list(document["problems"], ("skipped",))
     if skipped:
         sections.append(f'<section id="skipped"><h2>Skipped tests</h2>{skipped}</section>')
