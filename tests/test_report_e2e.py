@@ -275,3 +275,32 @@ def test_a_crash_after_the_tests_writes_an_error_report(serial: Serial, tmp_path
     assert [c["metric"] for c in doc["checks"]] == ["top1"]  # what was measured is kept
     html = (tmp_path / REPORT).read_text()
     assert 'id="verdict">ERROR<' in html and 'id="verdict">PASS<' not in html
+
+
+INTERRUPT = """
+import pytest
+
+
+def pytest_runtest_call(item):
+    if "ece" in item.nodeid:
+        raise KeyboardInterrupt  # as a user's Ctrl-C halfway through the run
+"""
+
+
+def test_an_interrupted_run_is_an_error_not_a_pass(serial: Serial, tmp_path: Path):
+    (tmp_path / "vcheck_interrupt.py").write_text(INTERRUPT)
+    proc = run(
+        tmp_path,
+        ACCURACY,
+        f"--max-samples={N}",
+        f"--cache-dir={serial.cache}",
+        "-p",
+        "vcheck_interrupt",
+        "-k",
+        "test_metric and (top1 or ece)",
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # pytest's "interrupted"
+    doc = json.loads((tmp_path / METRICS).read_text())
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["verdict"] == "ERROR" and "stopped early" in doc["error"]["reason"]
+    assert 'id="verdict">ERROR<' in (tmp_path / REPORT).read_text()

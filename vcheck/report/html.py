@@ -461,7 +461,7 @@ def _artifact(a: dict[str, Any], key: str) -> tuple[str, str]:
             caption = "<br>".join([escape(item["caption"]), *extra])
             items.append(
                 f'<figure><img alt="{escape(item["caption"])}" '
-                f'src="data:image/png;base64,{item["png"]}"><figcaption>{caption}</figcaption>'
+                f'src="data:image/png;base64,{escape(item["png"])}"><figcaption>{caption}</figcaption>'
                 "</figure>"
             )
         return "images", (
