@@ -209,10 +209,10 @@ def _first_screen(document: dict[str, Any], ids: dict[int, str], duration: float
     tests = document["summary"]["tests"]
     total = counts["pass"] + counts["fail"] + counts["info"]
     sub = [f"{counts['fail']} of {total} checks failed"]
-    broken = tests.get("failed", 0) + tests.get("error", 0)
-    if broken:
-        sub.append(f"{broken} tests failed or errored")
-    sub.append(", ".join(f"{v} {k}" for k, v in sorted(tests.items()) if v) or "no test ran")
+    ran = ", ".join(
+        f"{tests[k]} {k}" for k in ("failed", "error", "passed", "skipped") if tests.get(k)
+    )
+    sub.append(f"tests: {ran}" if ran else "no test ran")
     if duration is not None:
         sub.append(f"{duration:.1f} s")
     head = (
