@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by `make run` and `make test`: a virtual environment with torch,
 # torchvision and vcheck, plus the Fashion-MNIST data (Debian package where apt exists,
-# torchvision's downloader into the vcheck cache elsewhere).
+# torchvision's downloader into the vcheck cache elsewhere) and Debian's chromium for the
+# report's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,4 +46,14 @@ if [ ! -f "$FMNIST_DEB_DIR/t10k-images-idx3-ubyte.gz" ]; then
         echo "setup: no apt-get; downloading Fashion-MNIST into $cache with torchvision"
         "$PY" -c "import sys, torchvision; torchvision.datasets.FashionMNIST(sys.argv[1], train=True, download=True); torchvision.datasets.FashionMNIST(sys.argv[1], train=False, download=True)" "$cache"
     fi
+fi
+
+# Headless Chromium opens the HTML report in tests/test_report_browser.py (which fails under
+# CI=true when it is missing). Debian's package: a browser download by a test tool fails here.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian package chromium (headless browser tests of the report)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi

@@ -2,6 +2,9 @@
 
 import os
 import stat
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -131,3 +134,54 @@ def test_check_cache_dir_refuses_a_file_but_not_a_missing_or_read_only_dir(tmp_p
 def test_keys_must_be_digests(cache):
     with pytest.raises(ValueError, match="hex digest"):
         cache.path("../escape")
+
+
+_RACE = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from vcheck.cache import ResultCache
+
+root, key, log = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+Path(sys.argv[4]).touch()  # ready
+while not Path(sys.argv[5]).exists():  # start together
+    time.sleep(0.005)
+
+def compute():
+    with log.open("a") as f:
+        f.write("computed\\n")
+    time.sleep(0.5)  # long enough for the other process to ask for the same key
+    return {"a": np.arange(1000)}
+
+value, hit = ResultCache(root, "demo").arrays(key, compute)
+assert value["a"].tolist() == list(range(1000))
+print("hit" if hit else "computed")
+"""
+
+
+def test_concurrent_processes_compute_an_entry_once(tmp_path):
+    """Two processes (as two xdist workers) ask for one missing key at the same moment: one
+    computes, the other waits for it and reads the stored entry; no torn file is read."""
+    log, go = tmp_path / "log.txt", tmp_path / "go"
+    procs = []
+    for i in range(2):
+        ready = tmp_path / f"ready{i}"
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _RACE, str(tmp_path / "c"), KEY, str(log), str(ready),
+                 str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline, "the processes did not start"
+        time.sleep(0.01)
+    go.touch()
+    outputs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outputs == ["computed", "hit"]
+    assert log.read_text().count("computed") == 1
+    assert [p.name for p in (tmp_path / "c" / "demo").iterdir()] == [f"{KEY}.vc"]  # no temp
+    assert [p.name for p in (tmp_path / "c" / ".locks" / "demo").iterdir()] == [f"{KEY}.lock"]

@@ -1,4 +1,5 @@
-"""vcheck.report: the metrics.json document (schema, determinism, verdict) and the HTML page."""
+"""vcheck.report: the metrics.json document (schema, determinism, verdict), the HTML page
+(first screen, grouping, pictures, self-contained), output checks and baseline comparisons."""
 
 import copy
 import json
@@ -14,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 
 from vcheck.checks import CheckResult, Threshold
 from vcheck.config import VcheckConfig
+from vcheck.report import demo
 from vcheck.report.document import (
     build_document,
     dumps,
@@ -23,7 +25,7 @@ from vcheck.report.document import (
     verdict,
     write_atomic,
 )
-from vcheck.report.html import render
+from vcheck.report.html import _num, _signed, render
 from vcheck.report.schema import SCHEMA
 
 FINGERPRINT = "ab12" * 16
@@ -47,7 +49,12 @@ def make_checks():
     ]  # fmt: skip
 
 
-def make_document(checks=None, tests=PASSED, problems=()):
+def outcome_map(tests):
+    """Node ids with the given outcome counts, e.g. {"passed": 2} -> two passed tests."""
+    return {f"t.py::{kind}{i}": kind for kind, k in tests.items() for i in range(k)}
+
+
+def make_document(checks=None, tests=PASSED, problems=(), error=None):
     correct = np.array([True, False, True] * 5)
     return build_document(
         model={
@@ -61,8 +68,9 @@ def make_document(checks=None, tests=PASSED, problems=()):
         settings=VcheckConfig(max_samples=15).as_dict(),
         profile={"path": "/repo/fixtures/profiles/fmnist_cnn.toml", "sha256": "cd" * 32},
         checks=make_checks() if checks is None else checks,
-        tests=dict(tests),
+        test_outcomes=outcome_map(tests),
         problems=list(problems),
+        error=error,
         per_sample={
             "fmnist_test": {
                 "n": 15,
@@ -76,7 +84,7 @@ def make_document(checks=None, tests=PASSED, problems=()):
 def test_document_validates_against_the_schema():
     document = json.loads(dumps(make_document()))
     jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)
-    assert document["schema"] == "vcheck.metrics" and document["schema_version"] == 1
+    assert document["schema"] == "vcheck.metrics" and document["schema_version"] == 2
     assert document["summary"]["checks"] == {"pass": 3, "fail": 2, "info": 1}
     nan_check = next(c for c in document["checks"] if c["slice"] == "footwear")
     assert nan_check["value"] is None and nan_check["ci"] is None
@@ -92,6 +100,19 @@ def test_document_validates_against_the_schema():
         lambda d: d["model"].update(fingerprint="not-hex"),
         lambda d: d["checks"][0].update(ci=[0.1]),
         lambda d: d.pop("per_sample"),
+        lambda d: d.update(verdict="ERROR", error={"stage": "x"}),
+        lambda d: d["test_outcomes"].update({"t.py::x": "maybe"}),
+        lambda d: d["artifacts"].append(
+            {
+                "suite": "s",
+                "name": "n",
+                "kind": "series",
+                "eval_set": "e",
+                "nodeid": "",
+                "data": {"x": 1},
+            }
+        ),
+        lambda d: d["per_sample"]["fmnist_test"].update(ids_sha256="short"),
     ],
 )
 def test_schema_rejects_malformed_documents(corrupt):
@@ -147,6 +168,17 @@ def test_verdict_rules(tests, outcomes, expected):
         assert checks[-1].outcome == outcome
     assert verdict(checks, tests) == expected
     assert make_document(checks=checks, tests=tests)["verdict"] == expected
+    error = {"stage": "building the metrics document", "reason": "ValueError: boom"}
+    assert verdict(checks, tests, error) == "ERROR"  # an incomplete run never passes
+
+
+def test_error_document_validates_and_says_why():
+    error = {"stage": "building the metrics document", "reason": "ValueError: boom"}
+    document = json.loads(dumps(make_document(error=error)))
+    jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert document["verdict"] == "ERROR" and document["error"] == error
+    page = render(document)
+    assert 'id="verdict">ERROR<' in page and "ValueError: boom" in page
 
 
 @settings(max_examples=50, deadline=None)
@@ -177,6 +209,11 @@ def page():
     return render(make_document(tests={"passed": 3, "failed": 1}, problems=problems), 12.34)
 
 
+def first_screen(page: str) -> str:
+    """What comes before the provenance block: verdict, failing checks, failed tests."""
+    return page[: page.index('id="provenance"')]
+
+
 def test_html_shows_verdict_fingerprint_and_every_metric(page):
     assert 'id="verdict">FAIL<' in page
     assert "<title>vcheck FAIL: fmnist_cnn</title>" in page
@@ -186,21 +223,128 @@ def test_html_shows_verdict_fingerprint_and_every_metric(page):
     assert "footwear" in page and "12.3 s" in page
 
 
+def test_first_screen_names_the_failing_checks_and_failed_tests(page):
+    top = first_screen(page)
+    assert top.index('id="verdict"') < top.index('id="failing"')
+    listed = re.findall(r'<li class="failing-check">.*?<b>(\w+)</b> on ([\w /]+)</a>', top)
+    assert sorted(listed) == [("ece", "fmnist_test"), ("top1", "fmnist_test / footwear")]
+    assert "suites/test_accuracy.py::test_x" in top  # the failed test outside a check
+    assert "threshold ≥ 0.95" in top  # what it had to clear
+
+
+def test_first_screen_caps_a_long_list_of_failures():
+    from vcheck.report.html import MAX_LISTED_FAILURES
+
+    checks = [CheckResult("adversarial", f"m{i:03d}", "e", 0.1, 10, Threshold(0.5, "min"))
+              for i in range(MAX_LISTED_FAILURES + 7)]  # fmt: skip
+    top = first_screen(render(make_document(checks=checks)))
+    assert top.count('class="failing-check"') == MAX_LISTED_FAILURES
+    assert "and 7 more failing checks" in top
+
+
 def test_html_pass_page():
     checks = [CheckResult("accuracy", "top1", "fmnist_test", 0.95, 100, Threshold(0.9, "min"))]
     html = render(make_document(checks=checks))
     assert 'id="verdict">PASS<' in html and 'class="verdict PASS"' in html
+    assert "Every gate passed" in first_screen(html)
+    assert 'class="failing-check"' not in html
 
 
 def test_html_lists_failed_rows_before_passed_rows(page):
-    tables = re.findall(r"<table>(.*?)</table>", page, flags=re.S)
-    assert len(tables) >= 2
+    tables = re.findall(r'<table class="checks">(.*?)</table>', page, flags=re.S)
+    assert len(tables) == 2  # accuracy and sanity
+    order = {"fail": 0, "pass": 1, "info": 2}
     for table in tables:
-        outcomes = re.findall(r'<tr class="(fail|pass|info)">', table)
-        order = {"fail": 0, "pass": 1, "info": 2}
-        assert outcomes == sorted(outcomes, key=order.get)
-    first = re.findall(r'<tr class="(fail|pass|info)">', tables[0])
-    assert first[:2] == ["fail", "fail"] and "pass" in first
+        for group in re.split(r'<tr class="group">', table):
+            outcomes = re.findall(r'<tr class="(fail|pass|info)"', group)
+            assert outcomes == sorted(outcomes, key=order.get)
+    groups = re.findall(r'<tr class="group"><th colspan="7">([^<]+)<', tables[0])
+    assert groups == ["fmnist_test", "fmnist_test / footwear"]  # one failure each: by name
+    first = re.findall(r'<tr class="(fail|pass|info)"', tables[0])
+    assert first[0] == "fail" and "pass" in first
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "0"), (-0.0, "0"), (0.91234, "0.9123"), (-0.05, "−0.0500"), (3, "3"),
+     (-1e-7, "−1.00e−07"), (None, "—"), (math.nan, "—")],
+)  # fmt: skip
+def test_numbers_never_print_as_negative_zero(value, text):
+    assert _num(value) == text
+
+
+def test_margins_have_a_sign_and_their_digits():
+    assert _signed(-0.0) == "0" and _signed(0.0) == "0"
+    assert _signed(-4e-6) == "−4.00e−06"  # a tiny miss is still visibly a miss
+    assert _signed(0.0287) == "+0.0287"
+    check = CheckResult("accuracy", "top1", "e", 0.9, 100, Threshold(0.9, "min"))
+    page = render(make_document(checks=[check]))
+    assert "-0.0000" not in page and "−0.0000" not in page
+
+
+def test_soundness_checks_are_a_network_by_verifier_matrix():
+    doc = demo.document()
+    page = render(doc)
+    section = page[page.index('id="suite-soundness"') :]
+    matrices = re.findall(r'<table class="matrix">(.*?)</table>', section, flags=re.S)
+    bases = re.findall(r"<h3>(\w+)[ (<]", section)
+    assert sorted(bases) == ["invalid_sat", "unsat_on_counterexample",
+                             "unsat_on_falsified_clean", "verified_rate"]  # fmt: skip
+    for table in matrices:
+        header = re.findall(r"<th>([\w-]+)</th>", table.split("</tr>")[0])
+        assert header == ["alpha-CROWN", "BaB", "CROWN", "IBP"]
+        assert table.count("<tr>") == len(demo.NETWORKS) + 1
+    in_matrix = sum(1 for c in doc["checks"] if c["suite"] == "soundness" and "[" in c["metric"])
+    assert in_matrix == 4 * len(demo.NETWORKS) * len(demo.VERIFIERS)
+    rows = re.findall(r'<tr class="(?:fail|pass|info)"', section)
+    assert len(rows) == len(demo.NETWORKS)  # only the per-network check stays a table row
+
+
+def test_a_failing_matrix_cell_is_red_and_listed_first():
+    doc = demo.document(failing=0)
+    cell = next(c for c in doc["checks"] if c["metric"] == "unsat_on_counterexample[CROWN]")
+    cell.update(value=2, outcome="fail", margin=-2)
+    doc["verdict"] = "FAIL"
+    page = render(doc)
+    assert 'class="cell fail"' in page
+    assert "unsat_on_counterexample[CROWN]</b> on " + cell["eval_set"] in first_screen(page)
+
+
+def test_every_artifact_kind_is_drawn():
+    doc = demo.document()
+    page = render(doc)
+    kinds = {a["kind"] for a in doc["artifacts"]}
+    assert kinds == {"series", "bars", "table", "images"}
+    series = sum(a["kind"] in ("series", "bars") for a in doc["artifacts"])
+    # plus the reliability diagram and per-class recall drawn from the accuracy checks
+    assert page.count("<svg ") == series + 2
+    assert page.count('class="fig seriesfig"') == 0  # series and bars are plots
+    assert page.count("plotfig") == 2 and page.count("figfig") == series
+    images = sum(len(a["data"]["items"]) for a in doc["artifacts"] if a["kind"] == "images")
+    assert page.count('src="data:image/png;base64,') == images
+    assert "errors by category: fmnist_test" in page  # the multi-label table
+    assert "excluded (fewer than 100 samples)" in page  # the fairness bars' note
+    for suite in ("accuracy", "multilabel", "adversarial", "corruptions", "patch",
+                  "fairness", "soundness"):  # fmt: skip
+        assert f'id="suite-{suite}"' in page
+
+
+def test_suites_without_checks_or_pictures_have_no_section(page):
+    assert re.findall(r'<section class="suite[ \w]*" id="suite-(\w+)"', page) == [
+        "accuracy",
+        "sanity",
+    ]
+
+
+def test_html_fetches_nothing():
+    page = render(demo.document()).lower()
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert attr.startswith(("data:", "#")), attr
+    for needle in ("<script", "<link", "@import", "<iframe", "<object"):
+        assert needle not in page
+    assert all(ref.startswith("#") for ref in re.findall(r"url\(([^)]*)\)", page))
+    outside_namespaces = re.sub(r'xmlns(:\w+)?="[^"]*"', "", page)
+    assert "http" not in outside_namespaces
 
 
 def test_html_escapes_user_text(page):
@@ -208,15 +352,8 @@ def test_html_escapes_user_text(page):
     assert "boom &lt;here&gt;" in page
 
 
-def test_html_fetches_nothing(page):
-    lowered = page.lower()
-    for needle in ("src=", "href=", "<script", "<link", "@import", "url("):
-        assert needle not in lowered
-    assert "http" not in lowered
-
-
 def test_html_is_identical_for_identical_documents():
-    assert render(make_document()) == render(copy.deepcopy(make_document()))
+    assert render(demo.document()) == render(copy.deepcopy(demo.document()))
 
 
 def test_reports_are_written_with_ordinary_file_permissions(tmp_path):

@@ -11,7 +11,11 @@ trusts what it cannot verify and never fails a run:
 - files are written with the user's umask applied to 0o666 (group-readable by default) and
   directories to 0o777, so a team can share one cache; a valid entry is never deleted;
 - a read-only or unwritable cache still serves hits; a miss is computed once, kept for the
-  session by the caller, and a single warning says the result could not be stored.
+  session by the caller, and a single warning says the result could not be stored;
+- processes sharing the cache (pytest-xdist workers, parallel CI jobs) compute an entry once:
+  :meth:`ResultCache.arrays` holds an exclusive lock on ``<root>/.locks/<namespace>/<key>.lock``
+  (``fcntl.flock``)
+  while it computes, so the second process waits and then reads the stored entry.
 
 Keys are sha256 hex digests of everything that determines the result (:func:`cache_key`).
 
@@ -20,19 +24,25 @@ Public names: :class:`ResultCache`, :func:`cache_key`, :func:`check_cache_dir`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vcheck.errors import InvalidArgument, VcheckWarning
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no inter-process locking
+    fcntl = None
 
 _MAGIC = b"vcheck-cache 1 "
 _SUFFIX = ".vc"
@@ -189,6 +199,35 @@ class ResultCache:
         text = json.dumps(obj, sort_keys=True, allow_nan=True)
         return self._write(key, text.encode("utf-8"))
 
+    # -- locking -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive inter-process lock on ``key`` (released on exit, or when the
+        process dies). Where no lock file can be opened (a read-only cache), nothing is
+        locked: each process then computes for itself, as it must anyway."""
+        if self.root is None or fcntl is None:
+            yield
+            return
+        folder = self.root.parent / ".locks" / self.namespace  # beside the entries, not among
+        path = folder / self.path(key).with_suffix(".lock").name
+        fd = None
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # another user's lock: read it
+            try:
+                fd = os.open(path, flags, 0o666)
+                break
+            except OSError:
+                continue
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     # -- both ----------------------------------------------------------------------------------
     def arrays(
         self,
@@ -197,12 +236,14 @@ class ResultCache:
         validate: Callable[[Mapping[str, np.ndarray]], bool] | None = None,
     ) -> tuple[dict[str, np.ndarray], bool]:
         """``(arrays, from_cache)``: the stored entry if it verifies (and passes
-        ``validate``), else ``compute()``, stored for next time."""
-        hit = self.load_arrays(key)
-        if hit is not None and (validate is None or validate(hit)):
-            return hit, True
-        if hit is not None:
-            self._warn(f"cache entry {self.path(key)} has the wrong shape; recomputing")
-        fresh = {k: np.asarray(v) for k, v in compute().items()}
-        self.store_arrays(key, fresh)
-        return fresh, False
+        ``validate``), else ``compute()``, stored for next time. Under :meth:`lock`, so
+        concurrent processes asking for one key compute it once."""
+        with self.lock(key):
+            hit = self.load_arrays(key)
+            if hit is not None and (validate is None or validate(hit)):
+                return hit, True
+            if hit is not None:
+                self._warn(f"cache entry {self.path(key)} has the wrong shape; recomputing")
+            fresh = {k: np.asarray(v) for k, v in compute().items()}
+            self.store_arrays(key, fresh)
+            return fresh, False

@@ -29,6 +29,7 @@ _PATH_KEYS = (
     "cache_dir",
     "profile",
     "soundness_dir",
+    "baseline",
 )
 
 
@@ -64,6 +65,7 @@ class VcheckConfig:
     eval_sets: dict[str, Path] = field(default_factory=dict)
     verifiers: tuple[str, ...] = ()
     soundness_dir: Path | None = None
+    baseline: Path | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -151,6 +151,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="folder of VNN-COMP benchmark folders (default: fixtures/soundness)",
     )
     add(
+        "--baseline",
+        dest="vcheck_baseline",
+        metavar="JSON",
+        help="metrics JSON of an earlier release: adds non-regression checks (tolerances in "
+        "the profile's [baseline] table; McNemar on per-sample top-1 correctness)",
+    )
+    add(
         "--batch-size",
         dest="vcheck_batch_size",
         type=_positive_int,
@@ -175,6 +182,7 @@ _CLI_KEYS = (
     "batch_size",
     "verifiers",
     "soundness_dir",
+    "baseline",
 )
 
 
@@ -238,6 +246,8 @@ class VcheckSession:
         self.outcomes: dict[str, str] = {}
         self.problems: dict[str, dict[str, str]] = {}
         self.failed_check_nodeids: set[str] = set()
+        self.worker_info: list[dict[str, Any]] = []  # what xdist workers measured
+        self.baseline_doc: dict[str, Any] | None = None
 
     # -- activation and loading ----------------------------------------------------------
     def activate(self) -> None:
@@ -257,6 +267,7 @@ class VcheckSession:
             self.eval_set_names = eval_set_names(self.ref.cfg, s)
             check_available(self.ref.cfg, s)
             self.device = _device(s.device)
+            self._check_outputs()
         except VcheckError as exc:
             raise pytest.UsageError(f"vcheck: {exc}") from None
         self.active = True
@@ -275,8 +286,50 @@ class VcheckSession:
             model = self.ref.load(self.device)
         except VcheckError as exc:
             raise pytest.UsageError(f"vcheck: {exc}") from None
+        self._check_baseline_data(eval_sets)
         self.config.hook.pytest_vcheck_model_loaded(model=model)
         self.model, self.eval_sets = model, eval_sets
+
+    def _check_outputs(self) -> None:
+        """Output paths and the baseline file are checked before any test (exit 4)."""
+        from vcheck.report.outputs import check_output_paths
+
+        s = self.settings
+        if not hasattr(self.config, "workerinput"):  # the controller checks for its workers
+            check_output_paths(s.report_path, s.metrics_json_path)
+        if s.baseline is not None:
+            from vcheck.report.baseline import load_baseline
+
+            self.baseline_doc = load_baseline(s.baseline)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """xdist controller: check the baseline's data here, once, before workers start (a
+        worker's usage error would not stop the run with one line)."""
+        if self.baseline_doc is None or hasattr(self.config, "workerinput"):
+            return
+        if self.config.getoption("dist", "no") == "no":
+            return  # a serial run checks it when it loads the data
+        from vcheck.data.sources import load_eval_set
+
+        try:
+            eval_sets = {
+                n: load_eval_set(n, self.ref.cfg, self.settings) for n in self.eval_set_names
+            }
+        except VcheckError as exc:
+            raise pytest.UsageError(f"vcheck: {exc}") from None
+        self._check_baseline_data(eval_sets)
+
+    def _check_baseline_data(self, eval_sets: dict[str, Any]) -> None:
+        if self.baseline_doc is None:
+            return
+        from vcheck.report.baseline import check_eval_sets
+
+        prints = {name: es.fingerprint for name, es in eval_sets.items()}
+        try:
+            check_eval_sets(self.baseline_doc, self.settings.baseline, prints)
+        except VcheckError as exc:
+            raise pytest.UsageError(f"vcheck: {exc}") from None
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
         empty = [
@@ -426,13 +479,13 @@ class VcheckSession:
             self.outcomes[nodeid] = "passed"
 
     # -- outputs -----------------------------------------------------------------------------
-    def document(self) -> dict[str, Any]:
-        from vcheck.report.document import build_document, ids_digest, pack_bits
+    def run_info(self) -> dict[str, Any] | None:
+        """Model, eval sets, per-sample correctness and versions of what this process (or,
+        on the xdist controller, its workers) measured; None if nothing was loaded."""
+        from vcheck.report.document import ids_digest, pack_bits, versions
 
-        tests = {
-            k: sum(v == k for v in self.outcomes.values())
-            for k in ("passed", "failed", "error", "skipped")
-        }
+        if self.model is None:
+            return _merge_worker_info(self.worker_info)
         per_sample = {}
         for name, acc in self._accuracy.items():
             if name[1] is None and acc is not None:
@@ -441,32 +494,140 @@ class VcheckSession:
                     "ids_sha256": ids_digest(acc.predictions.ids),
                     "top1_correct": pack_bits(acc.correct(1)),
                 }
+        return {
+            "model": self.model.describe(),
+            "eval_sets": [self.eval_sets[n].describe() for n in self.eval_sets],
+            "per_sample": per_sample,
+            "versions": versions(),
+        }
+
+    def document(self, info: dict[str, Any], error: dict[str, str] | None = None):
+        from vcheck.report.document import build_document
+
+        checks = [c.to_json() for c in self.checks]
+        baseline = None
+        if self.baseline_doc is not None:
+            from vcheck.report import baseline as bl
+
+            compared = bl.compare(
+                self.baseline_doc,
+                checks,
+                info["per_sample"],
+                self.profile.table(bl.SUITE),
+                self.settings.gate,
+            )
+            self.checks.extend(compared)
+            checks.extend(c.to_json() for c in compared)
+            baseline = bl.describe(self.baseline_doc, self.settings.baseline, len(compared))
         return build_document(
-            model=self.model.describe(),
-            eval_sets=[self.eval_sets[n].describe() for n in self.eval_sets],
+            model=info["model"],
+            eval_sets=info["eval_sets"],
             settings=self.settings.as_dict(),
             profile=self.profile.describe() if self.profile else {"path": None, "sha256": None},
-            checks=self.checks,
+            checks=checks,
             artifacts=self.artifacts,
-            tests=tests,
+            test_outcomes=self.outcomes,
             problems=list(self.problems.values()),
-            per_sample=per_sample,
+            per_sample=info["per_sample"],
+            error=error,
+            baseline=baseline,
+            versions_=info["versions"],
         )
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.model is None or self.config.option.collectonly:
-            return  # nothing was measured (usage error, or no vcheck test collected)
-        if hasattr(self.config, "workerinput"):  # xdist workers: the controller reports
-            return
-        from vcheck.report.document import dumps, write_atomic
-        from vcheck.report.html import render
+    def _error_document(self, info: dict[str, Any] | None, error: dict[str, str]):
+        """Whatever can still be said about a run that crashed after its tests."""
+        import vcheck
+        from vcheck.report.document import build_document
+        from vcheck.report.outputs import json_safe
 
-        self.doc = self.document()
-        if self.doc["verdict"] == "FAIL" and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. every gate was skipped
+        info = info or {}
+        checks = []
+        for c in self.checks:
+            with contextlib.suppress(Exception):
+                checks.append(json_safe(c.to_json()))
+        model = info.get("model") or {
+            "name": self.settings.model,
+            "fingerprint": "",
+            "source": "",
+            "domain": "",
+            "num_classes": 0,
+        }
+        return json_safe(
+            build_document(
+                model=model,
+                eval_sets=info.get("eval_sets") or [],
+                settings=self.settings.as_dict(),
+                profile=self.profile.describe() if self.profile else {"path": None, "sha256": None},
+                checks=checks,
+                artifacts=[],
+                test_outcomes=self.outcomes,
+                problems=list(self.problems.values()),
+                per_sample=info.get("per_sample") or {},
+                error=error,
+                versions_=info.get("versions") or {"vcheck": vcheck.__version__, "torch": ""},
+            )
+        )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """xdist controller: collect what each worker measured (see pytest_sessionfinish)."""
+        data = getattr(node, "workeroutput", {}).get("vcheck")
+        if data:
+            self.worker_info.append(json.loads(data))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly or not self.active:
+            return
+        if hasattr(self.config, "workerinput"):  # xdist worker: hand results to the controller
+            if self.model is not None:
+                self.config.workeroutput["vcheck"] = json.dumps(self.run_info(), allow_nan=False)
+            return
+        self._write_outputs(session)
+
+    def _write_outputs(self, session: pytest.Session) -> None:
+        """metrics JSON and report, always: a crash here still writes both, verdict ERROR."""
+        from vcheck.report.document import dumps, error_info, write_atomic
+        from vcheck.report.html import render
+        from vcheck.report.outputs import error_page
+
+        info = None
+        error = None
+        try:
+            info = self.run_info()
+            if info is None:
+                return  # nothing was measured (usage error, or no vcheck test collected)
+            if session.exitstatus in (
+                pytest.ExitCode.INTERRUPTED,
+                pytest.ExitCode.INTERNAL_ERROR,
+            ):
+                ran = sum(v != "skipped" for v in self.outcomes.values())
+                error = error_info(
+                    "running the tests",
+                    f"the run stopped early (pytest exit status {int(session.exitstatus)}, "
+                    f"{ran} tests ran); its results are incomplete",
+                )
+            doc = self.document(info, error)
+            text = dumps(doc)
+        except Exception as exc:  # a crash after the tests must not lose the run
+            error = error_info("building the metrics document", exc)
+            doc = self._error_document(info, error)
+            text = dumps(doc)
         s = self.settings
-        write_atomic(s.metrics_json_path, dumps(self.doc))
-        write_atomic(s.report_path, render(self.doc, time.perf_counter() - self.started))
+        write_atomic(s.metrics_json_path, text)
+        try:
+            html = render(doc, time.perf_counter() - self.started)
+        except Exception as exc:
+            if doc["verdict"] != "ERROR":
+                doc = self._error_document(info, error_info("rendering the HTML report", exc))
+                write_atomic(s.metrics_json_path, dumps(doc))
+            html = error_page(doc, str(exc))
+        write_atomic(s.report_path, html)
+        self.doc = doc
+        if doc["verdict"] == "ERROR":
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        elif doc["verdict"] == "FAIL" and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. every gate was skipped
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         doc = getattr(self, "doc", None)
@@ -477,6 +638,10 @@ class VcheckSession:
         terminalreporter.write_sep(
             "=", f"vcheck {verdict}", green=verdict == "PASS", red=verdict != "PASS", bold=True
         )
+        if doc["error"]:
+            terminalreporter.write_line(
+                f"vcheck ERROR while {doc['error']['stage']}: {doc['error']['reason']}", red=True
+            )
         for check in (c for c in self.checks if c.outcome == "fail"):
             terminalreporter.write_line(f"FAILED CHECK {check.message()}", red=True)
         terminalreporter.write_line(
@@ -485,6 +650,24 @@ class VcheckSession:
         )
         terminalreporter.write_line(f"report:  {self.settings.report_path}")
         terminalreporter.write_line(f"metrics: {self.settings.metrics_json_path}")
+
+
+def _merge_worker_info(infos: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One run's info from its xdist workers' (same model; eval sets and per-sample data of
+    whichever worker computed them)."""
+    if not infos:
+        return None
+    eval_sets: dict[str, Any] = {}
+    per_sample: dict[str, Any] = {}
+    for info in infos:
+        eval_sets.update((e["name"], e) for e in info["eval_sets"])
+        per_sample.update(info["per_sample"])
+    return {
+        "model": infos[0]["model"],
+        "eval_sets": list(eval_sets.values()),
+        "per_sample": per_sample,
+        "versions": infos[0]["versions"],
+    }
 
 
 def _device(name: str):

@@ -100,10 +100,12 @@ class AccuracyEvaluator:
         worst = int(present[np.argmin(recall[present])])
         members = self.labels == worst
         per_class = {self.classes[c]: round(float(recall[c]), 6) for c in present}
+        sizes = np.bincount(self.labels, minlength=len(self.classes))
         m = self._proportion(
             self.preds[members] == worst,
             worst_class=self.classes[worst],
             per_class_recall=per_class,
+            per_class_n={self.classes[c]: int(sizes[c]) for c in present},  # report intervals
         )
         return m
 
