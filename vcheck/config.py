@@ -101,8 +101,7 @@ class VcheckConfig:
 
 
 KEYS = tuple(f.name for f in fields(VcheckConfig))
-_OPTIONAL = {"weights", "data_root", "max_samples", "report", "metrics_json", "profile"}
-_OPTIONAL |= {"soundness_dir"}
+_OPTIONAL = {f.name for f in fields(VcheckConfig) if f.default is None}  # None means "unset"
 _BOOLS = ("strict", "no_cache")
 
 
