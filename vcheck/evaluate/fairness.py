@@ -327,7 +327,7 @@ def evaluate_attribute(
                 k,
                 k / m if m else math.nan,
                 wilson_interval(k, m, confidence),
-                m >= min_group_size and m > 0,
+                m >= max(min_group_size, 1),
                 top5,
             )
         )
