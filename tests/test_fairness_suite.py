@@ -233,3 +233,12 @@ def test_metadata_for_an_unknown_eval_set_is_a_usage_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (line,) = [x for x in result.errlines if x.strip()]
     assert "Unknown eval set 'fmnist_tst'. Did you mean 'fmnist_test'?" in line
+
+
+def test_missing_metadata_file_is_a_usage_error(pytester):
+    pytester.path.joinpath("vcheck.toml").write_text('metadata = { fmnist_test = "nope.csv" }\n')
+    result = pytester.runpytest_inprocess(SUITES, "--vcheck-config=vcheck.toml", "-p",
+                                          "no:cacheprovider")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    (line,) = [x for x in result.errlines if x.strip()]
+    assert f"metadata table {pytester.path / 'nope.csv'} does not exist" in line
