@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness clean
+.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness clean
 
 setup:
 	@bash scripts/setup.sh
@@ -33,6 +33,10 @@ bench: setup
 # The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).
 bench-soundness: setup
 	$(PY) benchmarks/soundness_table.py
+
+# What the fairness suite adds to a cold and a warm default run (a few minutes).
+bench-fairness: setup
+	$(PY) benchmarks/bench_fairness.py
 
 clean:
 	rm -rf reports .pytest_cache

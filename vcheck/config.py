@@ -66,6 +66,8 @@ class VcheckConfig:
     verifiers: tuple[str, ...] = ()
     soundness_dir: Path | None = None
     baseline: Path | None = None
+    # eval-set name -> vcheck.data.metadata.MetadataSpec (per-sample attributes for fairness)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -190,6 +192,10 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
                 f'eval_sets={value!r}: expected a table of name = "path/to/image/folder"'
             )
         return {k: (base / Path(v).expanduser()).resolve() for k, v in value.items()}
+    if key == "metadata":
+        from vcheck.data.metadata import parse_metadata_setting
+
+        return parse_metadata_setting(value, base)
     if key == "verifiers":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidArgument(f"verifiers={value!r}: expected a list of verifier names")

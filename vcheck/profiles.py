@@ -41,6 +41,7 @@ SUITE_TABLES: dict[str, str] = {
     "accuracy": "vcheck.profiles:parse_accuracy",
     "soundness": "vcheck.profiles:parse_soundness",
     "baseline": "vcheck.report.baseline:parse_profile",
+    "fairness": "vcheck.evaluate.fairness:parse_profile",
 }
 
 

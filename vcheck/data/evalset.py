@@ -45,13 +45,16 @@ class EvalSet:
 
     @property
     def metadata(self) -> pd.DataFrame:
-        """One row per sample: id, label, class name (suites add their own attributes)."""
+        """One row per sample: id, label, class name, and the attributes of the set's metadata
+        table when it has one (:mod:`vcheck.data.metadata`)."""
         import pandas as pd
 
         labels = self.labels.numpy()
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {"id": self.ids, "label": labels, "class_name": [self.classes[i] for i in labels]}
         )
+        attributes = self.extra.get("attributes")
+        return frame if attributes is None else frame.join(attributes, on="id")
 
     def images(self, indices: Sequence[int]) -> torch.Tensor:
         """Images at ``indices`` as a float [0, 1] NCHW tensor."""

@@ -1,7 +1,8 @@
 """Which eval sets a model is evaluated on, and loading them with ``--max-samples`` applied.
 
 Each domain has a primary eval set (Fashion-MNIST test; ImageNet val from ``--data-root``);
-``eval_sets = {name = "folder"}`` in the config adds ImageFolder sets in any domain.
+``eval_sets = {name = "folder"}`` in the config adds ImageFolder sets in any domain;
+``metadata = {name = "table.csv"}`` gives a set per-sample attributes (:mod:`vcheck.data.metadata`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from vcheck.config import VcheckConfig
 from vcheck.data.evalset import EvalSet, stratified_indices
 from vcheck.data.fashion_mnist import find_split_files, load_fashion_mnist
 from vcheck.data.image_folder import load_image_folder
+from vcheck.data.metadata import attach_metadata, check_metadata
 from vcheck.errors import InvalidArgument
 from vcheck.models.base import ModelCfg
 
@@ -54,6 +56,7 @@ def check_available(model_cfg: ModelCfg, config: VcheckConfig) -> None:
     for name, path in folders.items():
         if not Path(path).is_dir():
             raise InvalidArgument(f"eval set {name!r}: folder {path} does not exist")
+    check_metadata(config, eval_set_names(model_cfg, config))
 
 
 def load_eval_set(name: str, model_cfg: ModelCfg, config: VcheckConfig) -> EvalSet:
@@ -74,4 +77,4 @@ def load_eval_set(name: str, model_cfg: ModelCfg, config: VcheckConfig) -> EvalS
     if config.max_samples is not None and config.max_samples < len(eval_set):
         keep = stratified_indices(eval_set.labels, config.max_samples, config.seed)
         eval_set = eval_set.subset(keep)
-    return eval_set
+    return attach_metadata(eval_set, config.metadata.get(name))

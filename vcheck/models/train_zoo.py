@@ -22,6 +22,7 @@ from torch import nn
 from vcheck.data.evalset import stratified_indices
 from vcheck.data.fashion_mnist import load_fashion_mnist
 from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
+from vcheck.models.biased import without_most_of_slice
 from vcheck.models.zoo import ZOO, fixtures_dir
 
 
@@ -40,7 +41,10 @@ RECIPES = {
     "fmnist_cnn": Recipe(epochs=3),
     "fmnist_convnext": Recipe(epochs=4, lr=3e-3),
     "fmnist_mlp": Recipe(epochs=5),
+    "fmnist_biased": Recipe(epochs=5),  # fmnist_mlp's recipe on a biased training subset
 }
+# Models trained on a subset of the train split: name -> (train set, seed) -> (subset, card note).
+TRAIN_SUBSETS = {"fmnist_biased": without_most_of_slice}
 
 
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -74,6 +78,9 @@ def train(
     if limit is not None:
         train_set = train_set.subset(stratified_indices(train_set.labels, limit, recipe.seed))
         test_set = test_set.subset(stratified_indices(test_set.labels, limit, recipe.seed))
+    subset_note = None
+    if name in TRAIN_SUBSETS:
+        train_set, subset_note = TRAIN_SUBSETS[name](train_set, recipe.seed)
     net = entry.build()
     model = Normalized(net, entry.cfg.mean, entry.cfg.std)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -116,6 +123,7 @@ def train(
         "architecture": entry.build.__doc__,
         "parameters": sum(p.numel() for p in net.parameters()),
         "recipe": asdict(recipe),
+        **({"train_subset": subset_note} if subset_note else {}),
         "data": {
             "train": {
                 "name": train_set.source,

@@ -118,5 +118,11 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("fmnist_cnn", fmnist_cnn, FASHION_MNIST_CFG, "small CNN (default model)"),
         ZooEntry("fmnist_convnext", fmnist_convnext, FASHION_MNIST_CFG, "ConvNeXt, small width"),
         ZooEntry("fmnist_mlp", fmnist_mlp, FASHION_MNIST_CFG, "3-layer MLP"),
+        ZooEntry(
+            "fmnist_biased",
+            fmnist_mlp,
+            FASHION_MNIST_CFG,
+            "3-layer MLP trained without most dark-toned garments (fails the fairness gates)",
+        ),
     )
 }
