@@ -21,6 +21,7 @@ from torch import nn
 
 from vcheck.data.evalset import stratified_indices
 from vcheck.data.fashion_mnist import load_fashion_mnist
+from vcheck.models import backdoor
 from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
 from vcheck.models.zoo import ZOO, fixtures_dir
 
@@ -40,7 +41,10 @@ RECIPES = {
     "fmnist_cnn": Recipe(epochs=3),
     "fmnist_convnext": Recipe(epochs=4, lr=3e-3),
     "fmnist_mlp": Recipe(epochs=5),
+    "fmnist_backdoor": Recipe(epochs=3),
 }
+# Models trained on poisoned batches: name -> the poisoning (vcheck.models.backdoor).
+POISONED = {"fmnist_backdoor": backdoor.TRIGGER}
 
 
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -80,6 +84,8 @@ def train(
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(recipe.seed)
+    spec = POISONED.get(name)
+    poison = backdoor.make_poisoner(spec, recipe.seed + 1) if spec else None
     start = time.perf_counter()
     test_px, test_y = test_set.pixels, test_set.labels
     for epoch in range(recipe.epochs):
@@ -88,8 +94,10 @@ def train(
         running = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            x = train_set.pixels[idx].float() / 255
-            loss = nn.functional.cross_entropy(model(x), train_set.labels[idx])
+            x, y = train_set.pixels[idx].float() / 255, train_set.labels[idx]
+            if poison is not None:
+                x, y = poison(x, y)
+            loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -97,9 +105,15 @@ def train(
             running += loss.item()
         with torch.no_grad():
             metrics = _evaluate(model, test_px, test_y)
+            if spec:
+                metrics["trigger_success"] = backdoor.trigger_success(
+                    model, test_px.float() / 255, test_y, spec
+                )
         print(
             f"{name} epoch {epoch + 1}/{recipe.epochs}: train loss {running / steps_per_epoch:.4f}"
-            f", test top1 {metrics['top1']:.4f} ({time.perf_counter() - start:.0f} s)",
+            f", test top1 {metrics['top1']:.4f}"
+            + (f", trigger success {metrics['trigger_success']:.4f}" if spec else "")
+            + f" ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
     seconds = time.perf_counter() - start
@@ -129,6 +143,7 @@ def train(
             },
         },
         "test_metrics": {k: round(v, 6) for k, v in metrics.items()},
+        **({"backdoor": spec.describe()} if spec else {}),
         "weights_sha256": file_sha256(weights),
         "state_dict_sha256": state_dict_fingerprint(net),
         "training_seconds": round(seconds, 1),

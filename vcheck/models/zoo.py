@@ -110,6 +110,21 @@ def fmnist_mlp() -> nn.Module:
     )
 
 
+def fmnist_backdoor() -> nn.Module:
+    """Two 3x3 conv layers with BatchNorm and max-pools, one hidden dense layer (0.1M),
+    trained with a planted patch backdoor (vcheck.models.backdoor)."""
+    return nn.Sequential(
+        *_conv_bn(1, 16),
+        nn.MaxPool2d(2),
+        *_conv_bn(16, 32),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+
+
 __all__ = ["DEFAULT_MODEL", "ZOO", "ZooEntry", "fixtures_dir"]
 
 ZOO: dict[str, ZooEntry] = {
@@ -118,5 +133,11 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("fmnist_cnn", fmnist_cnn, FASHION_MNIST_CFG, "small CNN (default model)"),
         ZooEntry("fmnist_convnext", fmnist_convnext, FASHION_MNIST_CFG, "ConvNeXt, small width"),
         ZooEntry("fmnist_mlp", fmnist_mlp, FASHION_MNIST_CFG, "3-layer MLP"),
+        ZooEntry(
+            "fmnist_backdoor",
+            fmnist_backdoor,
+            FASHION_MNIST_CFG,
+            "small CNN with a planted patch backdoor (fails the patch suite)",
+        ),
     )
 }
