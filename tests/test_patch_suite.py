@@ -120,8 +120,12 @@ def test_default_model_passes_a_gate_it_clears_and_records_the_report_data(cold:
     assert curves["adversarial patch"]["x"] == [0.1]
     assert curves["adversarial patch"]["low"][0] <= curves["adversarial patch"]["y"][0]
     pictures = [a for name, a in artifacts.items() if name.startswith("fooled[")]
+    assert len(pictures) == 2
     for picture in pictures:
-        for item in picture["data"]["items"]:
+        first, *fooled = picture["data"]["items"]
+        assert first["caption"] == "the patch, as printed" and first["png"]
+        assert len(fooled) <= 2
+        for item in fooled:
             assert item["png"] and item["patched_prediction"] != item["true"]
             assert item["clean_prediction"] == item["true"]
     # progress lines while optimising

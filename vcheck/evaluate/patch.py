@@ -87,7 +87,7 @@ class PatchProfile:
     attack: str = "universal"
     samples: int = 200
     fit_samples: int = 200
-    steps: int = 30
+    steps: int = 20
     step_size: float = 0.25
     optimizer: str = "adam"
     tv_weight: float = 0.0
@@ -149,7 +149,7 @@ def parse_profile(table: dict[str, Any], ctx: ProfileContext) -> PatchProfile:
         locations = ["center", "random"]   # named positions, "random" per image
         max_asr = [0.3, 0.5, 0.7]          # one per size (or one number for all)
         attack = "universal"               # or "per_class", "per_image"
-        steps = 30
+        steps = 20
         step_size = 0.25
         optimizer = "adam"                 # or "sign"
         tv_weight = 0.0
