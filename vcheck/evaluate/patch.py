@@ -416,6 +416,7 @@ def evaluate_case(
 
     def valid(arrays) -> bool:
         names = {"labels", "clean", "adversarial", "noise", "patches", "patch_size", "n_fit"}
+        names |= {"example_index", "example_images"}
         n = len(arrays.get("labels", ()))
         return names <= set(arrays) and all(len(arrays[k]) == n for k in (*KINDS, "clean"))
 
