@@ -15,7 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import pytest
+
+from vcheck.report.schema import SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "suites" / "test_patch.py"
@@ -100,6 +103,7 @@ def _checks(doc: dict) -> dict[str, dict]:
 def test_default_model_passes_a_gate_it_clears_and_records_the_report_data(cold: Cold):
     run = cold.run
     assert run.ret == 0, run.out
+    jsonschema.validate(run.doc, SCHEMA)
     checks = _checks(run.doc)
     for location in ("center", "random"):
         label = f"area=0.1,location={location}"
