@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness clean
+.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness bench-patch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +37,10 @@ bench-soundness: setup
 # What the fairness suite adds to a cold and a warm default run (a few minutes).
 bench-fairness: setup
 	$(PY) benchmarks/bench_fairness.py
+
+# The patch suite's share of a cold default run, and a warm rerun (about 2 minutes idle).
+bench-patch: setup
+	$(PY) benchmarks/bench_patch.py
 
 clean:
 	rm -rf reports .pytest_cache

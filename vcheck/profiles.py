@@ -42,6 +42,7 @@ SUITE_TABLES: dict[str, str] = {
     "soundness": "vcheck.profiles:parse_soundness",
     "baseline": "vcheck.report.baseline:parse_profile",
     "fairness": "vcheck.evaluate.fairness:parse_profile",
+    "patch": "vcheck.evaluate.patch:parse_profile",
 }
 
 

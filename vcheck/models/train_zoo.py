@@ -21,6 +21,7 @@ from torch import nn
 
 from vcheck.data.evalset import stratified_indices
 from vcheck.data.fashion_mnist import load_fashion_mnist
+from vcheck.models import backdoor
 from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
 from vcheck.models.biased import without_most_of_slice
 from vcheck.models.zoo import ZOO, fixtures_dir
@@ -42,9 +43,12 @@ RECIPES = {
     "fmnist_convnext": Recipe(epochs=4, lr=3e-3),
     "fmnist_mlp": Recipe(epochs=5),
     "fmnist_biased": Recipe(epochs=5),  # fmnist_mlp's recipe on a biased training subset
+    "fmnist_backdoor": Recipe(epochs=3),
 }
 # Models trained on a subset of the train split: name -> (train set, seed) -> (subset, card note).
 TRAIN_SUBSETS = {"fmnist_biased": without_most_of_slice}
+# Models trained on poisoned batches: name -> the poisoning (vcheck.models.backdoor).
+POISONED = {"fmnist_backdoor": backdoor.TRIGGER}
 
 
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -87,6 +91,8 @@ def train(
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(recipe.seed)
+    spec = POISONED.get(name)
+    poison = backdoor.make_poisoner(spec, recipe.seed + 1) if spec else None
     start = time.perf_counter()
     test_px, test_y = test_set.pixels, test_set.labels
     for epoch in range(recipe.epochs):
@@ -95,8 +101,10 @@ def train(
         running = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            x = train_set.pixels[idx].float() / 255
-            loss = nn.functional.cross_entropy(model(x), train_set.labels[idx])
+            x, y = train_set.pixels[idx].float() / 255, train_set.labels[idx]
+            if poison is not None:
+                x, y = poison(x, y)
+            loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -104,9 +112,15 @@ def train(
             running += loss.item()
         with torch.no_grad():
             metrics = _evaluate(model, test_px, test_y)
+            if spec:
+                metrics["trigger_success"] = backdoor.trigger_success(
+                    model, test_px.float() / 255, test_y, spec
+                )
         print(
             f"{name} epoch {epoch + 1}/{recipe.epochs}: train loss {running / steps_per_epoch:.4f}"
-            f", test top1 {metrics['top1']:.4f} ({time.perf_counter() - start:.0f} s)",
+            f", test top1 {metrics['top1']:.4f}"
+            + (f", trigger success {metrics['trigger_success']:.4f}" if spec else "")
+            + f" ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
     seconds = time.perf_counter() - start
@@ -137,6 +151,7 @@ def train(
             },
         },
         "test_metrics": {k: round(v, 6) for k, v in metrics.items()},
+        **({"backdoor": spec.describe()} if spec else {}),
         "weights_sha256": file_sha256(weights),
         "state_dict_sha256": state_dict_fingerprint(net),
         "training_seconds": round(seconds, 1),

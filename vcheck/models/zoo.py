@@ -110,6 +110,21 @@ def fmnist_mlp() -> nn.Module:
     )
 
 
+def fmnist_backdoor() -> nn.Module:
+    """Two 3x3 conv layers with BatchNorm and max-pools, one hidden dense layer (0.1M),
+    trained with a planted patch backdoor (vcheck.models.backdoor)."""
+    return nn.Sequential(
+        *_conv_bn(1, 16),
+        nn.MaxPool2d(2),
+        *_conv_bn(16, 32),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+
+
 __all__ = ["DEFAULT_MODEL", "ZOO", "ZooEntry", "fixtures_dir"]
 
 ZOO: dict[str, ZooEntry] = {
@@ -123,6 +138,12 @@ ZOO: dict[str, ZooEntry] = {
             fmnist_mlp,
             FASHION_MNIST_CFG,
             "3-layer MLP trained without most dark-toned garments (fails the fairness gates)",
+        ),
+        ZooEntry(
+            "fmnist_backdoor",
+            fmnist_backdoor,
+            FASHION_MNIST_CFG,
+            "small CNN with a planted patch backdoor (fails the patch suite)",
         ),
     )
 }
