@@ -40,6 +40,7 @@ from vcheck.errors import InvalidArgument, UnknownNameError
 SUITE_TABLES: dict[str, str] = {
     "accuracy": "vcheck.profiles:parse_accuracy",
     "soundness": "vcheck.profiles:parse_soundness",
+    "multilabel": "vcheck.evaluate.multilabel:parse_profile",
 }
 
 
