@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness clean
+.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-multilabel clean
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +32,10 @@ bench: setup
 # The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).
 bench-soundness: setup
 	$(PY) benchmarks/soundness_table.py
+
+# The multi-label suite's share of a cold default run, side by side (about 5 minutes).
+bench-multilabel: setup
+	$(PY) benchmarks/bench_multilabel.py
 
 clean:
 	rm -rf reports .pytest_cache
