@@ -342,3 +342,13 @@ def test_which_metrics_a_label_set_records():
     assert "top5" not in ML.label_set_metrics(spec, "softmax", 5)
     shankar = ML.LabelSetSpec("s", "shankar", Path("s"), None, UNIVERSE, {}, SHANKAR)
     assert ML.label_set_metrics(shankar, "sigmoid", 6) == list(ML.SHANKAR_METRICS)
+
+
+def test_accuracy_suites_auc_takes_a_sigmoid_models_scores():
+    from vcheck.functional import classification
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(40) % 4
+    scores = 1 / (1 + np.exp(-(rng.normal(size=(40, 4)) + 2 * np.eye(4)[labels])))
+    expected = np.mean([roc_auc_score(labels == c, scores[:, c]) for c in range(4)])
+    assert classification.auc_ovr_macro(scores, labels) == pytest.approx(expected)
