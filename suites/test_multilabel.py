@@ -229,9 +229,6 @@ def test_slice(slice_metric, vcheck_session, vcheck_profile, record_check):
 def test_error_attribution(
     attributed_slice, vcheck_session, vcheck_profile, record_check, record_artifact
 ):
-    from vcheck.checks import Measurement
-    from vcheck.functional.intervals import wilson_interval
-
     spec = vcheck_profile.table(SUITE).slices[attributed_slice]
     evaluator, eval_set = _evaluator(vcheck_session, spec.label_set)
     on_slice = evaluator.on_slice(spec)
@@ -245,34 +242,7 @@ def test_error_attribution(
         artifacts.table(list(table.columns), table.to_numpy().tolist()),
         eval_set=eval_set,
     )
-    errors = on_slice.errors()
-    n = len(errors)
-    groups = [
-        *(("category", c) for c in spec.mistakes["category"].unique()),
-        *(("severity", s) for s in spec.mistakes["severity"].unique()),
-        ("category", ML.NO_RECORD),
-        ("category", ML.OTHER_PREDICTION),
-    ]
     where = f"{spec.label_set}/{attributed_slice}"
-    for column, value in groups:
-        k = int((errors[column] == value).sum())
-        m = Measurement(
-            k / n if n else float("nan"),
-            n,
-            wilson_interval(k, n, vcheck_session.settings.confidence),
-            "wilson",
-            {
-                column: str(value),
-                "errors": k,
-                "slice_errors": n,
-                "mistakes": str(spec.mistakes_path),
-            },
-        )
-        record_check(
-            SUITE,
-            f"errors_{ML.slug(str(value))}",
-            m,
-            eval_set=eval_set,
-            threshold=None,
-            slice=where,
-        )
+    confidence = vcheck_session.settings.confidence
+    for metric, m in on_slice.error_shares(confidence).items():
+        record_check(SUITE, metric, m, eval_set=eval_set, threshold=None, slice=where)

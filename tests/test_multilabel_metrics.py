@@ -261,6 +261,20 @@ def test_slice_and_error_attribution(tmp_path):
     table = on_slice.attribution()
     assert table["errors"].sum() == 3 and table["share"].sum() == pytest.approx(1.0)
     assert set(table["category"]) == {"Fine-grained with OOV", ML.OTHER_PREDICTION, ML.NO_RECORD}
+    shares = on_slice.error_shares()
+    assert set(shares) == {
+        "errors_fine_grained_with_oov",
+        "errors_spurious_correlation",
+        "errors_non_prototypical",
+        "errors_major",
+        "errors_minor",
+        "errors_borderline",
+        "errors_unattributed_no_recorded_mistake",
+        "errors_unattributed_other_prediction",
+    }
+    assert shares["errors_major"].value == pytest.approx(1 / 3) and shares["errors_major"].n == 3
+    assert shares["errors_spurious_correlation"].value == 0  # recorded, but another top-1
+    assert shares["errors_unattributed_other_prediction"].details["errors"] == 1
 
 
 def test_a_construction_mismatch_is_named():

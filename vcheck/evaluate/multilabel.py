@@ -106,6 +106,13 @@ DESCRIPTIONS = {
     "forgiven_fraction": "original-label errors whose top-1 the label set accepts",
     "vartopk_set_match": "k = |label set|: every label among the top k",
     "vartopk_recovered": "k = |label set|: mean fraction of the labels among the top k",
+    "auc_macro": "mean over classes of the per-class ROC AUC",
+    "map": "mean over classes of the per-class average precision",
+    "f1_micro": "F1 over all (image, class) decisions at f1_threshold",
+    "f1_macro": "mean over classes of F1 at f1_threshold",
+    "subset_accuracy": "scores >= f1_threshold are exactly the label set",
+    "hamming_loss": "fraction of wrong (image, class) decisions at f1_threshold",
+    "worst_class_auc": "ROC AUC of the class with the lowest one",
 }
 _LABEL_SET_KEYS = ("eval_set", "format", "path", "file_names", "num_files")
 _SLICE_KEYS = ("label_set", "files", "mistakes")
@@ -567,6 +574,28 @@ class SliceEvaluator:
             for column in ("category", "severity"):
                 table.loc[same, column] = recorded[column].astype(object).to_numpy()[same]
         return table
+
+    def error_shares(self, confidence: float = 0.95) -> dict[str, Measurement]:
+        """``errors_<category>``, ``errors_<severity>`` (those of the mistake metadata) and
+        the two unattributed shares: each a fraction of the model's errors on the slice."""
+        errors = self.errors()
+        n = len(errors)
+        mistakes = self.spec.mistakes if self.spec.mistakes is not None else pd.DataFrame()
+        groups = [
+            *(("category", str(c)) for c in mistakes.get("category", pd.Series()).unique()),
+            *(("severity", str(s)) for s in mistakes.get("severity", pd.Series()).unique()),
+            ("category", NO_RECORD),
+            ("category", OTHER_PREDICTION),
+        ]
+        out = {}
+        for column, value in groups:
+            k = int((errors[column] == value).sum())
+            details = {column: value, "errors": k, "slice_errors": n}
+            details["mistakes"] = str(self.spec.mistakes_path)
+            out[f"errors_{slug(value)}"] = Measurement(
+                k / n if n else math.nan, n, wilson_interval(k, n, confidence), "wilson", details
+            )
+        return out
 
     def attribution(self) -> pd.DataFrame:
         """Errors counted by (category, severity), most frequent first, with their share."""
