@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness bench-patch clean
+.PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness bench-patch bench-multilabel clean
 
 setup:
 	@bash scripts/setup.sh
@@ -41,6 +41,10 @@ bench-fairness: setup
 # The patch suite's share of a cold default run, and a warm rerun (about 2 minutes idle).
 bench-patch: setup
 	$(PY) benchmarks/bench_patch.py
+
+# The multi-label suite's share of a cold default run, side by side (about 5 minutes).
+bench-multilabel: setup
+	$(PY) benchmarks/bench_multilabel.py
 
 clean:
 	rm -rf reports .pytest_cache

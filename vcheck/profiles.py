@@ -43,6 +43,7 @@ SUITE_TABLES: dict[str, str] = {
     "baseline": "vcheck.report.baseline:parse_profile",
     "fairness": "vcheck.evaluate.fairness:parse_profile",
     "patch": "vcheck.evaluate.patch:parse_profile",
+    "multilabel": "vcheck.evaluate.multilabel:parse_profile",
 }
 
 

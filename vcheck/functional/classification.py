@@ -43,14 +43,19 @@ def balanced_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
 
 
 def auc_ovr_macro(probs: np.ndarray, labels: np.ndarray) -> float:
-    """One-vs-rest ROC AUC, unweighted mean over classes (scikit-learn); NaN if undefined."""
+    """One-vs-rest ROC AUC, unweighted mean over classes (scikit-learn); NaN if undefined.
+
+    Also defined for independent per-class scores (a sigmoid model's), whose rows need not
+    sum to 1."""
     num_classes = probs.shape[1]
     present = np.unique(labels)
     if len(present) < 2:
         return math.nan
     if num_classes == 2:
         return float(roc_auc_score(labels, probs[:, 1]))
-    if len(present) < num_classes:  # sklearn needs every class present for "ovr"
+    # sklearn's "ovr" needs every class present and rows that sum to 1; independent
+    # (sigmoid) scores are ranked per class, which is what one-vs-rest AUC means anyway.
+    if len(present) < num_classes or not np.allclose(probs.sum(axis=1), 1.0):
         return float(np.mean([_binary_auc(probs[:, c], labels == c) for c in present]))
     return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
 

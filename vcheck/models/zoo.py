@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -39,6 +39,8 @@ FASHION_MNIST_CFG = ModelCfg(
     mean=(0.2860,),
     std=(0.3530,),
 )
+# The multi-label model: independent per-class scores (sigmoid), same data statistics.
+FASHION_MNIST_MULTILABEL_CFG = replace(FASHION_MNIST_CFG, output_kind="sigmoid")
 
 
 def fixtures_dir() -> Path:
@@ -125,6 +127,23 @@ def fmnist_backdoor() -> nn.Module:
     )
 
 
+def fmnist_multilabel() -> nn.Module:
+    """Four 3x3 conv layers with BatchNorm, two max-pools, a 64-unit dense layer; one
+    independent (sigmoid) score per class, for images holding several items (0.27M)."""
+    return nn.Sequential(
+        *_conv_bn(1, 32),
+        *_conv_bn(32, 32),
+        nn.MaxPool2d(2),
+        *_conv_bn(32, 64),
+        *_conv_bn(64, 64),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+
+
 __all__ = ["DEFAULT_MODEL", "ZOO", "ZooEntry", "fixtures_dir"]
 
 ZOO: dict[str, ZooEntry] = {
@@ -144,6 +163,12 @@ ZOO: dict[str, ZooEntry] = {
             fmnist_backdoor,
             FASHION_MNIST_CFG,
             "small CNN with a planted patch backdoor (fails the patch suite)",
+        ),
+        ZooEntry(
+            "fmnist_multilabel",
+            fmnist_multilabel,
+            FASHION_MNIST_MULTILABEL_CFG,
+            "multi-label CNN (sigmoid), trained on multi-object composites",
         ),
     )
 }
