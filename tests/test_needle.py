@@ -93,6 +93,7 @@ def boxes(instances):
     return lower, upper, labels
 
 
+@pytest.mark.trains
 def test_every_planted_counterexample_is_genuine_in_float32_and_float64(bench):
     cex = [i for i in bench.instances if i.kind == "counterexample"]
     assert len(cex) == 10 - bench.settings["dropped_counterexamples"] >= 5
@@ -107,6 +108,7 @@ def test_every_planted_counterexample_is_genuine_in_float32_and_float64(bench):
         bench.net.float()
 
 
+@pytest.mark.trains
 def test_counterexamples_are_hidden_from_every_recorded_attack(bench):
     for inst in bench.instances:
         if inst.kind == "counterexample":
@@ -118,6 +120,7 @@ def test_counterexamples_are_hidden_from_every_recorded_attack(bench):
     assert not out.found.any()
 
 
+@pytest.mark.trains
 def test_clean_instances_have_interval_proofs(certified_bench):
     clean = [i for i in certified_bench.instances if i.kind == "clean"]
     assert len(clean) == 10
@@ -126,6 +129,7 @@ def test_clean_instances_have_interval_proofs(certified_bench):
     assert (margin_lower_bound(certified_bench.net, lower, upper, labels) > 0).all()
 
 
+@pytest.mark.trains
 def test_without_a_proof_or_a_witness_a_clean_instance_stays_unknown():
     net = _generate("cnn_sigmoid")  # adversarially trained host: no interval proofs
     clean = [i for i in net.instances if i.kind == "clean"]
@@ -137,6 +141,7 @@ def test_without_a_proof_or_a_witness_a_clean_instance_stays_unknown():
     assert net.settings["host_certified_margin"] < 0
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("name", [c for c in CERTIFIED if not CASES[c].pool])
 def test_a_box_shrunk_to_98_percent_hides_the_bump_from_a_sound_bound(name):
     """Why the box-shrinking mutant is catchable: the shrunk box is certified robust.
@@ -184,6 +189,7 @@ def test_fold_keeps_the_hosts_layers_equals_it_away_from_the_needles_and_adds_k_
     assert float(hi[0, 0]) >= float(net(at[:1])[0, 0])
 
 
+@pytest.mark.trains
 def test_settings_are_recorded_and_bad_settings_are_one_line_errors(bench):
     if bench.settings["host_training"] == "interval":
         assert bench.settings["host_certified_margin"] > 0
@@ -201,6 +207,7 @@ def test_settings_are_recorded_and_bad_settings_are_one_line_errors(bench):
         NeedleSettings(window=0.01)
 
 
+@pytest.mark.trains
 def test_generation_is_deterministic():
     a, b = generate(CASES["mlp"]), generate(CASES["mlp"])
     for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True):

@@ -124,6 +124,17 @@ def test_every_synthetic_bug_fails_the_suite_on_the_shipped_benchmark_naming_an_
         assert edge and edge[0]["details"]["instances"] == [instance]
 
 
+def test_an_unsound_unsat_that_arrives_after_the_timeout_still_fails(pytester):
+    pytester.makepyfile(
+        late="from vcheck.verify.lirpa import LirpaVerifier\n"
+        "from vcheck.verify.mutants import ShrinkBox\n"
+        "LATE = ShrinkBox(LirpaVerifier('IBP', timeout=1e-9), 0.98)\n"
+    )
+    result = run(pytester, "--verifier=late:LATE", select=f"{BENCH} and no_unsat")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*unsat_on_counterexample[[]late:LATE[]]*= 10.0000*"])
+
+
 def test_builtin_verdicts_are_cached_and_reused(tmp_path, monkeypatch):
     from vcheck.soundness.runner import load_benchmarks, run_verifier
     from vcheck.verify.lirpa import LirpaVerifier

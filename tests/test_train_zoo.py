@@ -5,6 +5,7 @@ Trained here on a 2,000-image subset for one epoch (seconds), not the full recip
 
 import json
 
+import pytest
 import torch
 
 from vcheck.models import resolve_model
@@ -17,6 +18,7 @@ def _quick(tmp_path, out_name):
     return train("fmnist_mlp", recipe, None, tmp_path / "cache", tmp_path / out_name, limit=2000)
 
 
+@pytest.mark.trains
 def test_training_is_deterministic_and_card_is_truthful(tmp_path):
     first = _quick(tmp_path, "a")
     second = _quick(tmp_path, "b")

@@ -56,6 +56,7 @@ def test_pgd_keeps_the_strongest_delta_which_for_a_linear_model_is_a_vertex():
     torch.testing.assert_close(delta, 0.1 * torch.tensor([[-1.0, 1.0, 1.0, -1.0]]))
 
 
+@pytest.mark.trains
 def test_a_tiny_run_is_deterministic_and_records_what_it_did(tiny):
     again = generate(TINY)
     for a, b in zip(tiny.net.state_dict().values(), again.net.state_dict().values(), strict=True):
@@ -71,6 +72,7 @@ def test_a_tiny_run_is_deterministic_and_records_what_it_did(tiny):
     assert all(i.generator.startswith("trained") for i in tiny.instances)
 
 
+@pytest.mark.trains
 def test_clean_ground_truth_comes_from_an_attack_witness_or_stays_unknown(tiny):
     clean = [i for i in tiny.instances if i.kind == "clean"]
     assert len(clean) == 10
@@ -81,6 +83,7 @@ def test_clean_ground_truth_comes_from_an_attack_witness_or_stays_unknown(tiny):
             assert inst.ground_truth in ("unsat", "unknown")
 
 
+@pytest.mark.trains
 def test_only_genuine_counterexamples_are_kept(monkeypatch):
     """With every attack blinded, exactly the triples with x0 right and x* wrong survive."""
 

@@ -1,11 +1,14 @@
 """Verifiers under test: sound ones never prove a planted counterexample, every synthetic bug
 does, branch and bound is complete on the d = 10 MLP, and answers are read exactly.
 
-The benchmarks are the needle generator's MLP (d = 10) and CNN (1x5x5), built once per module
-with fixed seeds. Verified rates on clean instances go into the JUnit properties.
+The benchmarks are the shipped needle networks `mlp_4x64_eps0.02` (d = 10) and
+`cnn_1conv_1x5x5_eps0.02` (1x5x5), read from fixtures/soundness (trained once, not here).
+Verified rates on clean instances go into the JUnit properties.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +16,8 @@ import torch
 from torch import nn
 
 from vcheck.errors import InvalidArgument
-from vcheck.soundness.attacks import HidingSettings
 from vcheck.soundness.instances import Instance, SoundnessNetwork
-from vcheck.soundness.needle import NeedleSettings, generate
+from vcheck.soundness.vnncomp import read_benchmark
 from vcheck.verify.bab import BranchAndBound
 from vcheck.verify.base import (
     PythonVerifier,
@@ -37,13 +39,9 @@ from vcheck.verify.mutants import (
 )
 
 METHODS = ("IBP", "CROWN", "alpha-CROWN")
-SMALL = HidingSettings(
-    restarts=5,
-    series=((0.25, 0), (0.25, 100), (0.02, 100)),
-    apgd_steps=100,
-    vertices=200,
-    points=500,
-)
+# The shipped networks, not ones trained here: training differs in the last bits between CPU
+# vector units, and these tests are about verifiers, not about one machine's training path.
+SHIPPED = Path(__file__).resolve().parents[1] / "fixtures" / "soundness"
 # Clean instances (of 10) each method must prove; measured: IBP 10 and 10, CROWN 6 and 7,
 # alpha-CROWN 10 and 10 (mlp and cnn). CROWN is looser than IBP on these IBP-trained hosts.
 FLOORS = {"IBP": 9, "CROWN": 5, "alpha-CROWN": 9}
@@ -59,16 +57,12 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def mlp() -> SoundnessNetwork:
-    return generate(NeedleSettings(name="mlp", hiding=SMALL, seed=0))
+    return read_benchmark(SHIPPED / "mlp_4x64_eps0.02")
 
 
 @pytest.fixture(scope="module")
 def cnn() -> SoundnessNetwork:
-    return generate(
-        NeedleSettings(
-            name="cnn", input_shape=(1, 5, 5), convs=(8,), hidden=(64, 32), hiding=SMALL, seed=0
-        )
-    )
+    return read_benchmark(SHIPPED / "cnn_1conv_1x5x5_eps0.02")
 
 
 def cex(network: SoundnessNetwork) -> list[Instance]:
@@ -133,7 +127,10 @@ def three_classes() -> tuple[nn.Sequential, Instance]:
 # -- auto_LiRPA verifiers ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
+# alpha-CROWN optimises its bounds: its floors are checked again under the scalar kernels.
+@pytest.mark.parametrize(
+    "method", [pytest.param(m, marks=pytest.mark.trains) if "alpha" in m else m for m in METHODS]
+)
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_lirpa_never_proves_a_planted_counterexample_and_proves_most_clean(
     which, method, request, record_property
@@ -182,16 +179,26 @@ def test_an_unsupported_layer_is_an_error_verdict_with_the_reason():
     result = LirpaVerifier("CROWN").verify(net, inst)
     assert result.verdict == "error"
     assert "cannot bound" in result.reason and "Erf" in result.reason
+    assert result.refused  # by design: reported as a refusal, not as a crash
     for other in (BranchAndBound("CROWN"), ShrinkIntermediate("CROWN")):
-        assert other.verify(net, inst).verdict == "error"
+        other_result = other.verify(net, inst)
+        assert other_result.verdict == "error" and other_result.refused
+    # Only vcheck's own verifiers refuse by design; a user's "error" stays unanswered.
+    claims = PythonVerifier(type("V", (), {"verify": lambda s, i: Result("error", refused=True)})())
+    assert not claims.verify(net, inst).refused
 
 
-def test_a_soft_timeout_turns_the_verdict_into_timeout():
-    net, inst = three_classes()
-    result = LirpaVerifier("IBP", timeout=1e-9).verify(net, inst, targets=[1])
+def test_a_soft_timeout_gives_timeout_but_never_hides_a_computed_proof():
+    net, inst = three_classes()  # robust against class 1, not against class 2
+    result = LirpaVerifier("IBP", timeout=1e-9).verify(net, inst, targets=[2])
     assert result.verdict == "timeout" and result.seconds > 1e-9
     assert "timeout" in result.reason
-    assert LirpaVerifier("IBP", timeout=60).verify(net, inst, targets=[1]).verdict == "unsat"
+    late = LirpaVerifier("IBP", timeout=1e-9).verify(net, inst, targets=[1])
+    assert late.verdict == "unsat" and "late: " in late.raw  # kept, with its time
+    in_time = LirpaVerifier("IBP", timeout=60).verify(net, inst, targets=[1])
+    assert in_time.verdict == "unsat" and "late" not in in_time.raw
+    shrunk = ShrinkIntermediate("CROWN", 1.0, timeout=1e-9).verify(net, inst)
+    assert shrunk.verdict == "timeout"  # class 2 is reachable: nothing was proved
 
 
 def test_settings_go_in_the_constructor_and_show_in_the_repr():
@@ -254,7 +261,7 @@ def test_bab_with_crown_proves_every_clean_instance_and_no_planted_one(mlp, reco
 def test_bab_splits_to_prove_what_the_root_crown_bound_cannot(mlp, record_property):
     root = LirpaVerifier("CROWN")
     hard = [i for i in clean(mlp) if root.verify(mlp, i).verdict == "unknown"]
-    assert hard  # measured: 4 of 10 on this host
+    assert hard  # measured: 4 of 10 on the shipped MLP (CROWN proves 6, README)
     bab = BranchAndBound("CROWN", intersect_ibp=False, max_domains=200)
     results = [bab.verify(mlp, i) for i in hard]
     assert {r.verdict for r in results} <= {"unsat", "unknown"}

@@ -536,6 +536,9 @@ elif mode == "crash":
     sys.exit(1)
 elif mode == "silent":
     pass
+elif mode == "late":  # proves, then overruns its timeout
+    open(result, "w").write("unsat\\n")
+    time.sleep(60)
 """
 
 
@@ -614,6 +617,18 @@ def test_external_verifier_timeout_kills_the_process_group(tmp_path: Path, bench
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(child)
+
+
+def test_a_late_unsat_stays_unsat_with_its_time(tmp_path: Path, bench) -> None:
+    """An "unsat" written before the kill is the verifier's answer: a wrong proof must fail the
+    suite whatever the time, so the timeout does not turn it into a harmless "timeout"."""
+    v = ExternalVerifier(
+        fake_verifier(tmp_path, "late") + " {onnx} {vnnlib} {timeout} {result}",
+        timeout=1,
+        grace=0.5,
+    )
+    r = v.verify(bench)
+    assert r.verdict == "unsat" and r.reason.startswith("late: ") and r.seconds >= 1.4
 
 
 def test_external_verifier_crash_is_error_with_stderr(tmp_path: Path, bench) -> None:

@@ -22,7 +22,7 @@ from vcheck.errors import InvalidArgument, UnknownNameError, VcheckWarning
 from vcheck.report.document import write_atomic
 from vcheck.soundness.instances import Instance, SoundnessNetwork
 from vcheck.soundness.vnncomp import InstanceFiles, instance_files, read_benchmark
-from vcheck.verify.external import ExternalVerifier, Result
+from vcheck.verify.external import VERDICTS, ExternalVerifier, Result
 
 BUILTIN = ("IBP", "CROWN", "alpha-CROWN", "BaB")
 
@@ -91,29 +91,76 @@ def run_verifier(
     """One verdict per instance id of ``benchmark``.
 
     Verdicts of the built-in verifiers are cached under ``cache_dir``, keyed by the verifier's
-    settings, the benchmark's manifest and the versions of vcheck and auto_LiRPA; external
-    commands and Python objects always run (their code can change under the same name).
+    settings, the benchmark's manifest, a fingerprint of vcheck's verifier code and the
+    versions of vcheck and auto_LiRPA; external commands and Python objects always run (their
+    code can change under the same name). Only final answers are cached: "sat", "unsat",
+    "unknown" and refusals by design; a "timeout" or another "error" is computed again next
+    run, and a damaged or malformed entry is recomputed (and rewritten).
     """
     from vcheck.verify.bab import BranchAndBound
     from vcheck.verify.lirpa import LirpaVerifier
 
     cacheable = cache_dir is not None and type(verifier) in (LirpaVerifier, BranchAndBound)
     path = cache_dir / f"{_cache_key(verifier, benchmark)}.json" if cacheable else None
-    if path is not None and path.is_file():
-        try:
-            return {k: Result(**_result_fields(v)) for k, v in json.loads(path.read_text()).items()}
-        except (ValueError, TypeError, KeyError) as exc:
-            warnings.warn(
-                f"vcheck: ignoring unreadable verdict cache {path} ({exc})",
-                VcheckWarning,
-                stacklevel=2,
-            )
+    cached = _read_cache(path) if path is not None and path.is_file() else {}
     if isinstance(verifier, ExternalVerifier):
         verifier = FileVerifier(verifier, benchmark)
-    results = {i.id: verifier.verify(benchmark.network, i) for i in benchmark.network.instances}
-    if path is not None:
-        write_atomic(path, json.dumps({k: _result_json(r) for k, r in results.items()}))
+    results = {
+        i.id: cached[i.id] if i.id in cached else verifier.verify(benchmark.network, i)
+        for i in benchmark.network.instances
+    }
+    keep = {k: r for k, r in results.items() if is_final(r)}
+    if path is not None and keep.keys() != cached.keys():
+        write_atomic(path, json.dumps({k: _result_json(r) for k, r in keep.items()}))
     return results
+
+
+def is_final(result: Result) -> bool:
+    """Whether a verdict is the same next run: an answer or a refusal by design (a "timeout"
+    or a crash may go otherwise on another run, so neither is cached)."""
+    return result.verdict in ("sat", "unsat", "unknown") or (
+        result.verdict == "error" and result.refused
+    )
+
+
+def _read_cache(path: Path) -> dict[str, Result]:
+    """The well-formed final verdicts stored at ``path``; anything else is left out (and so
+    recomputed), with one warning."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        stored, problem = {}, f"unreadable ({exc})"
+    else:
+        problem = None if isinstance(stored, dict) else f"a {type(stored).__name__}, not an object"
+    out: dict[str, Result] = {}
+    for key, value in stored.items() if isinstance(stored, dict) else ():
+        try:
+            result = Result(**_result_fields(value))
+        except (TypeError, ValueError, KeyError):
+            result = None
+        if result is None or result.verdict not in VERDICTS or not is_final(result):
+            problem = problem or f"entry {key!r} is malformed"
+            continue
+        out[key] = result
+    if problem:
+        warnings.warn(
+            f"vcheck: verdict cache {path}: {problem}; recomputing", VcheckWarning, stacklevel=3
+        )
+    return out
+
+
+# vcheck's verifier code: a change to any of these files gives fresh verdicts on a warm cache.
+CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_DIRS = ("verify", "soundness")
+
+
+def code_fingerprint(root: Path | None = None) -> str:
+    """SHA-256 over the verifier code of vcheck (``CODE_DIRS``' Python files under ``root``)."""
+    root = CODE_ROOT if root is None else root
+    h = hashlib.sha256()
+    for p in sorted(f for d in CODE_DIRS for f in (root / d).glob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _cache_key(verifier, benchmark: Benchmark) -> str:
@@ -126,6 +173,7 @@ def _cache_key(verifier, benchmark: Benchmark) -> str:
         repr(verifier),
         vcheck.__version__,
         importlib.metadata.version("auto-lirpa"),
+        code_fingerprint(),
         (benchmark.directory / "manifest.json").read_bytes().hex(),
     ):
         h.update(part.encode() + b"\0")
@@ -143,12 +191,15 @@ def _result_json(r: Result) -> dict:
         "raw": r.raw,
         "x": arr(r.x),
         "y": arr(r.y),
+        "refused": r.refused,
     }
 
 
 def _result_fields(d: dict) -> dict:
+    if not isinstance(d, dict):
+        raise TypeError(f"a {type(d).__name__}, not an object")
     return {
         **d,
-        "x": None if d["x"] is None else np.asarray(d["x"]),
-        "y": None if d["y"] is None else np.asarray(d["y"]),
+        "x": None if d["x"] is None else np.asarray(d["x"], np.float64),
+        "y": None if d["y"] is None else np.asarray(d["y"], np.float64),
     }

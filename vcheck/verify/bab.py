@@ -126,7 +126,7 @@ class BranchAndBound(Verifier):
             with eval_mode(module):
                 return self._search(module, lower[0], upper[0], instance.label, targets, start)
         except UnsupportedNetworkError as exc:
-            return Result("error", seconds=elapsed(start), reason=str(exc))
+            return Result("error", seconds=elapsed(start), reason=str(exc), refused=True)
 
     def _search(
         self,

@@ -13,6 +13,7 @@ Public names: :class:`Verifier`, :class:`PythonVerifier`, :func:`as_result`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import time
@@ -41,6 +42,7 @@ __all__ = [
     "eval_mode",
     "instance_box",
     "instance_property",
+    "timed_verdict",
 ]
 
 
@@ -111,7 +113,9 @@ class PythonVerifier(Verifier):
                 seconds=time.perf_counter() - start,
                 reason=f"{type(self.obj).__name__}.verify raised {type(exc).__name__}: {exc}",
             )
-        return as_result(out, seconds=time.perf_counter() - start)
+        result = as_result(out, seconds=time.perf_counter() - start)
+        # Only vcheck's own verifiers refuse by design; anyone else's "error" is unanswered.
+        return dataclasses.replace(result, refused=False) if result.refused else result
 
 
 def _positional_count(method: Any) -> int:
@@ -223,6 +227,24 @@ def check_timeout(timeout: float | None) -> float | None:
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise InvalidArgument(f"timeout={timeout!r}; pass a positive number of seconds or None")
     return float(timeout)
+
+
+def timed_verdict(proved: bool, seconds: float, timeout: float | None, raw: str) -> Result:
+    """ "unsat" or "unknown" from bounds that took ``seconds``, under a soft ``timeout``.
+
+    Past the timeout an unproved property is "timeout"; a proved one stays "unsat" with
+    ``late: N s`` in ``raw``, so a wrong proof that arrived late still fails the suite.
+    """
+    late = timeout is not None and seconds > timeout
+    if late and not proved:
+        return Result(
+            "timeout",
+            seconds=seconds,
+            reason=f"bounds took {seconds:.2f} s (timeout {timeout:g} s)",
+        )
+    if late:
+        raw = f"{raw}; late: {seconds:.2f} s (timeout {timeout:g} s)"
+    return Result("unsat" if proved else "unknown", seconds=seconds, raw=raw)
 
 
 @contextlib.contextmanager

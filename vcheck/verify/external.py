@@ -64,6 +64,8 @@ class Result:
     ``x`` / ``y``: the counterexample's inputs (flattened) and outputs, when a "sat" came with
     one. ``reason``: why the verdict is "error", or what is wrong with a "sat"'s counterexample
     block (the verdict then stays "sat": claiming one is still the verifier's answer).
+    ``refused``: the "error" is a built-in verifier declining a network it cannot bound
+    soundly (reported as a refusal), not a crash.
     """
 
     verdict: Verdict
@@ -72,6 +74,7 @@ class Result:
     seconds: float = 0.0
     raw: str = ""
     reason: str = ""
+    refused: bool = False  # an "error" by design: a built-in verifier declined the network
 
 
 def parse_result(text: str) -> Result:
@@ -229,6 +232,10 @@ class ExternalVerifier:
             _reap(proc)
             seconds = time.monotonic() - start
             raw = _read_text(result_path)
+            if raw.strip() and parse_result(raw).verdict == "unsat":
+                # A computed "unsat" stays one: a late wrong proof must still fail the suite.
+                late = f"late: {seconds:.1f} s (timeout {self.timeout:g} s)"
+                return Result("unsat", seconds=seconds, raw=raw, reason=late)
             note = f"; its result file said {raw.strip()[:40]!r}" if raw.strip() else ""
             return Result(
                 "timeout",

@@ -23,6 +23,7 @@ from vcheck.verify.base import (
     elapsed,
     eval_mode,
     instance_box,
+    timed_verdict,
 )
 from vcheck.verify.bounds import METHODS, Method, UnsupportedNetworkError, margin_lower_bounds
 from vcheck.verify.external import Result
@@ -37,7 +38,9 @@ class LirpaVerifier(Verifier):
         method: ``"IBP"``, ``"CROWN"`` or ``"alpha-CROWN"``.
         alpha_iterations: alpha-CROWN's optimisation steps (ignored by the other methods).
         timeout: seconds; a soft limit, checked once the bounds are computed (auto_LiRPA
-            cannot be interrupted), after which the verdict is "timeout" whatever the bounds.
+            cannot be interrupted): past it the verdict is "timeout", unless the bounds proved
+            the property, which stays "unsat" with the time noted (a late unsound proof must
+            still fail the suite).
     """
 
     supports_targets = True
@@ -67,17 +70,11 @@ class LirpaVerifier(Verifier):
         try:
             bounds = self.margin_bounds(module, lower, upper, instance.label, targets)
         except UnsupportedNetworkError as exc:
-            return Result("error", seconds=elapsed(start), reason=str(exc))
+            return Result("error", seconds=elapsed(start), reason=str(exc), refused=True)
         seconds = elapsed(start)
-        if self.timeout is not None and seconds > self.timeout:
-            return Result(
-                "timeout",
-                seconds=seconds,
-                reason=f"bounds took {seconds:.2f} s (timeout {self.timeout:g} s)",
-            )
         worst = float(bounds.min())
-        verdict = "unsat" if bool(self.holds(bounds).all()) else "unknown"
-        return Result(verdict, seconds=seconds, raw=f"min margin lower bound {worst:.6g}")
+        proved = bool(self.holds(bounds).all())
+        return timed_verdict(proved, seconds, self.timeout, f"min margin lower bound {worst:.6g}")
 
     def margin_bounds(
         self,

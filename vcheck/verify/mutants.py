@@ -39,6 +39,7 @@ from vcheck.verify.base import (
     default_targets,
     elapsed,
     instance_box,
+    timed_verdict,
 )
 from vcheck.verify.bounds import METHODS, Method, UnsupportedNetworkError
 from vcheck.verify.external import Result
@@ -218,12 +219,11 @@ class ShrinkIntermediate(Verifier):
         try:
             bounds = self.margin_bounds(module, lower, upper, instance.label)
         except UnsupportedNetworkError as exc:
-            return Result("error", seconds=elapsed(start), reason=str(exc))
+            return Result("error", seconds=elapsed(start), reason=str(exc), refused=True)
         seconds = elapsed(start)
-        if self.timeout is not None and seconds > self.timeout:
-            return Result("timeout", seconds=seconds, reason=f"took {seconds:.2f} s")
-        verdict = "unsat" if bool((bounds > 0).all()) else "unknown"
-        return Result(verdict, seconds=seconds, raw=f"min margin lower bound {bounds.min():.6g}")
+        proved = bool((bounds > 0).all())
+        raw = f"min margin lower bound {bounds.min():.6g}"
+        return timed_verdict(proved, seconds, self.timeout, raw)
 
     def margin_bounds(
         self,
