@@ -1,11 +1,14 @@
 """The constructive needle generator: planted counterexamples are genuine, hidden from the
 attacks, and invisible from a box shrunk to 98% of eps; clean instances are proved robust."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from vcheck.errors import InvalidArgument
+from vcheck.soundness import needle
 from vcheck.soundness.attacks import HidingSettings, margin, pgd
 from vcheck.soundness.intervals import interval_bounds, margin_lower_bound
 from vcheck.soundness.needle import Needle, NeedleSettings, build_host, fold, generate
@@ -193,6 +196,7 @@ def test_fold_keeps_the_hosts_layers_equals_it_away_from_the_needles_and_adds_k_
 def test_settings_are_recorded_and_bad_settings_are_one_line_errors(bench):
     if bench.settings["host_training"] == "interval":
         assert bench.settings["host_certified_margin"] > 0
+    assert 0 <= bench.settings["host_retries"] < bench.settings["host_attempts"] == 8
     assert bench.settings["hiding"]["restarts"] == 5
     assert bench.seconds > 0
     with pytest.raises(InvalidArgument, match="two dense layers"):
@@ -213,3 +217,29 @@ def test_generation_is_deterministic():
     for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True):
         assert torch.equal(x, y)
     assert [i.to_json() for i in a.instances] == [i.to_json() for i in b.instances]
+
+
+@pytest.mark.trains
+def test_a_host_that_fails_its_check_is_retrained_and_the_retry_is_recorded(monkeypatch):
+    """Training differs in the last bits between CPU vector units: a host one machine
+    certifies may miss a box on another. Generation then retrains (seed + 1, more steps)."""
+    real, attempts = needle.train_host, []
+
+    def first_fails(host, centers, labels, s, attempt=0):
+        attempts.append(attempt)
+        return -1.0 if attempt == 0 else real(host, centers, labels, s, attempt)
+
+    monkeypatch.setattr(needle, "train_host", first_fails)
+    net = generate(dataclasses.replace(CASES["mlp"], counterexamples=2, clean=2))
+    assert attempts == [0, 1] and net.settings["host_retries"] == 1
+    assert net.settings["host_certified_margin"] > 0
+    lower, upper, labels = boxes([i for i in net.instances if i.kind == "clean"])
+    assert (margin_lower_bound(net.net, lower, upper, labels) > 0).all()
+
+
+def test_a_host_never_certified_is_a_one_line_error_naming_the_attempts(monkeypatch):
+    monkeypatch.setattr(needle, "train_host", lambda *args: -0.5)
+    with pytest.raises(InvalidArgument, match=r"after 3 attempts \(smallest interval margin -0.5"):
+        generate(dataclasses.replace(CASES["mlp"], host_attempts=3))
+    with pytest.raises(InvalidArgument, match="host_attempts=0"):
+        NeedleSettings(host_attempts=0)
