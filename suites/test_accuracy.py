@@ -94,9 +94,10 @@ def test_repeated_pass_is_identical(sanity_probe, eval_set, record_check):
 
 def test_metric(accuracy, metric, eval_set, vcheck_profile, record_check):
     threshold = vcheck_profile.accuracy.thresholds.get(metric)
-    record_check(
-        SUITE, metric, accuracy.measure(metric), eval_set=eval_set.name, threshold=threshold
-    )
+    m = accuracy.measure(metric)
+    published = vcheck_profile.accuracy.published  # per-model profiles name their source
+    note = published.note(metric, m.value, m.n) if published and threshold else ""
+    record_check(SUITE, metric, m, eval_set=eval_set.name, threshold=threshold, note=note)
 
 
 def test_slice(slice_metric, eval_set, vcheck_session, vcheck_profile, record_check):

@@ -6,6 +6,7 @@ data in a subprocess, as CI would."""
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -83,6 +84,58 @@ def test_a_cache_dir_that_is_a_file_is_refused(pytester):
     blocker.write_text("not a directory")
     result = run_to_usage_error(pytester, SUITES, f"--cache-dir={blocker}")
     assert_usage_error(result, pytester, "is a file, not a directory", "--no-cache")
+
+
+# -- 10. damaged images in an ImageFolder ----------------------------------------------------------
+
+
+def damaged_image_folder(root: Path) -> Path:
+    """Fashion-MNIST-sized images in class-index folders, one empty and one garbage file."""
+    import numpy as np
+    from PIL import Image
+
+    for label in ("0", "1"):
+        for i in range(4):
+            pixels = np.random.default_rng(10 * int(label) + i).integers(0, 256, (28, 28))
+            (root / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / label / f"{i}.png")
+    (root / "0" / "empty.png").write_bytes(b"")
+    (root / "1" / "garbage.png").write_bytes(b"\x89PNG not really" * 20)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strict", [False, True])
+def test_damaged_images_are_skipped_and_counted_in_one_pass(pytester, strict):
+    damaged_image_folder(pytester.path / "pics")
+    pytester.makefile(".toml", vcheck='eval_sets = { pics = "pics" }\n')
+    result = pytester.runpytest_subprocess(
+        ACCURACY,
+        "--vcheck-config=vcheck.toml",
+        "-k",
+        "pics",
+        f"--cache-dir={pytester.path / 'c'}",
+        "--metrics-json=m.json",
+        *(["--strict"] if strict else []),
+        "-p",
+        "no:cacheprovider",
+        timeout=600,
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "PIL" not in out
+    assert "INTERNALERROR" not in out
+    skipped = "vcheck: pics: skipped 2 of 10 images that could not be decoded (e.g. 0/empty.png)"
+    assert sum(line.startswith(skipped) for line in out.splitlines()) == 1, out
+    assert sum("on pics: 10/10 (100%)" in line for line in out.splitlines()) == 1  # one pass
+    outcomes = result.parseoutcomes()
+    if strict:  # every test that reads the predictions fails (at setup) with that line
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        assert outcomes.get("failed", 0) + outcomes.get("errors", 0) >= 8
+        assert f"skipped under --strict: {skipped}" in out
+    else:
+        assert "errors" not in outcomes and "error" not in outcomes, out
+        eval_sets = json.loads((pytester.path / "m.json").read_text())["eval_sets"]
+        assert {e["name"]: e["n"] for e in eval_sets}["pics"] == 8
 
 
 # -- 11. files of the wrong kind ----------------------------------------------------------------

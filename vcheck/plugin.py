@@ -289,6 +289,9 @@ class VcheckSession:
         self._check_baseline_data(eval_sets)
         self.config.hook.pytest_vcheck_model_loaded(model=model)
         self.model, self.eval_sets = model, eval_sets
+        for es in eval_sets.values():
+            for line in es.extra.get("notes", ()):  # e.g. the ImageNet layout detected
+                self.write_line(f"vcheck: {es.name}: {line}")
 
     def _check_outputs(self) -> None:
         """Output paths and the baseline file are checked before any test (exit 4)."""
@@ -376,7 +379,15 @@ class VcheckSession:
             )
             if preds.from_cache:
                 self.write_line(f"vcheck: {self.model.name} on {name}: predictions from cache")
+            if preds.undecodable:
+                from vcheck.predictions import drop_undecodable
+
+                preds, self.eval_sets[name], line = drop_undecodable(preds, self.eval_sets[name])
+                self.write_line(line)
+                self._memo[("undecodable", name)] = line
             self._predictions[name] = preds
+        if self.settings.strict and ("undecodable", name) in self._memo:
+            pytest.skip(self._memo[("undecodable", name)])  # a failure under --strict
         return self._predictions[name]
 
     def accuracy(self, name: str, slice_name: str | None = None):
@@ -387,10 +398,13 @@ class VcheckSession:
 
             if slice_name is None:
                 acc = self.profile.accuracy
+                preds = self.predictions(name)
+                classes = self.eval_sets[name].classes  # ImageNet-A/R: their 200 classes
+                whole_model = len(classes) == len(self.model.classes)
                 self._accuracy[key] = AccuracyEvaluator(
-                    self.predictions(name),
-                    self.model.classes,
-                    priors=acc.class_priors,
+                    preds,
+                    classes,
+                    priors=acc.class_priors if whole_model else None,
                     resamples=self.settings.bootstrap_resamples,
                     seed=self.settings.seed,
                     confidence=self.settings.confidence,
@@ -401,7 +415,7 @@ class VcheckSession:
                 if spec.ids is not None:
                     mask = np.array([i in spec.ids for i in whole.predictions.ids], dtype=bool)
                 else:
-                    wanted = [self.model.classes.index(c) for c in spec.classes]
+                    wanted = [whole.classes.index(c) for c in spec.classes if c in whole.classes]
                     mask = np.isin(whole.labels, wanted)
                 idx = np.flatnonzero(mask)
                 self._accuracy[key] = whole.subset(idx) if len(idx) else None

@@ -34,6 +34,7 @@ class Predictions:
     key: str
     seconds: float
     from_cache: bool
+    undecodable: tuple[int, ...] = ()  # positions whose file could not be decoded
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,8 +74,9 @@ def forward_logits(
         else None
     )
     out = []
-    for batch in eval_set.batches(batch_size, num_workers):
-        out.append(model.module(batch.to(model.device)).float().cpu())
+    on_gpu = model.device.type == "cuda"
+    for batch in eval_set.batches(batch_size, num_workers, pin_memory=on_gpu):
+        out.append(model.module(batch.to(model.device, non_blocking=on_gpu)).float().cpu())
         if progress:
             progress.update(len(batch))
     return torch.cat(out) if out else torch.empty(0, model.cfg.num_classes)
@@ -106,7 +108,10 @@ def get_predictions(
     shape = (len(eval_set), model.cfg.num_classes)
 
     def compute() -> dict[str, np.ndarray]:
-        return {"logits": forward_logits(model, eval_set, batch_size, num_workers, write).numpy()}
+        logits = forward_logits(model, eval_set, batch_size, num_workers, write).numpy()
+        bad = np.zeros(len(eval_set), dtype=bool)
+        bad[getattr(eval_set, "undecodable", [])] = True
+        return {"logits": logits, "undecodable": bad}
 
     if cache is None:
         entry, from_cache = compute(), False
@@ -114,12 +119,31 @@ def get_predictions(
         entry, from_cache = cache.arrays(
             key, compute, validate=lambda e: e.get("logits", np.empty(0)).shape == shape
         )
+    logits = torch.from_numpy(np.ascontiguousarray(entry["logits"], dtype=np.float32))
+    subset = eval_set.extra.get("class_subset")
+    if subset is not None:  # ImageNet-A/R: scored on their classes' logits only
+        logits = logits[:, torch.as_tensor(subset)].contiguous()
+    bad = entry.get("undecodable")
     return Predictions(
-        torch.from_numpy(np.ascontiguousarray(entry["logits"], dtype=np.float32)),
+        logits,
         eval_set.labels,
         list(eval_set.ids),
         model.cfg.output_kind,
         key,
         time.perf_counter() - start,
         from_cache,
+        tuple(int(i) for i in np.flatnonzero(bad)) if bad is not None else (),
     )
+
+
+def drop_undecodable(preds: Predictions, eval_set: EvalSet) -> tuple[Predictions, EvalSet, str]:
+    """Predictions and eval set without the files that could not be decoded, and one line
+    saying how many were skipped (their logits came from a black placeholder image)."""
+    bad = set(preds.undecodable)
+    keep = np.array([i for i in range(len(preds)) if i not in bad], dtype=np.int64)
+    example = eval_set.ids[preds.undecodable[0]]
+    line = (
+        f"vcheck: {eval_set.name}: skipped {len(bad)} of {len(preds)} images that could not "
+        f"be decoded (e.g. {example}); --strict fails on them"
+    )
+    return preds.subset(keep), eval_set.subset(keep.tolist(), eval_set.name), line

@@ -247,6 +247,7 @@ class AccuracyProfile:
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     class_priors: tuple[float, ...] | None = None
     slices: tuple[SliceSpec, ...] = ()
+    published: Any = None  # vcheck.models.published.Published: the numbers floors come from
 
 
 def _slice(name: str, table: Any, ctx: ProfileContext) -> SliceSpec:
@@ -291,7 +292,13 @@ def parse_accuracy(table: dict[str, Any], ctx: ProfileContext) -> AccuracyProfil
     acc = dict(table)
     slices_table = check_table("slices", acc.pop("slices", {}), where)
     priors = acc.pop("class_priors", None)
-    thresholds = parse_thresholds(acc, ACCURACY_SPECS, where, skip=("class_priors", "slices"))
+    published = acc.pop("published", None)
+    if published is not None:
+        from vcheck.models.published import parse_published
+
+        published = parse_published(published, where)
+    skip = ("class_priors", "slices", "published")
+    thresholds = parse_thresholds(acc, ACCURACY_SPECS, where, skip=skip)
     if priors is not None:
         n = len(ctx.classes)
         if (
@@ -307,7 +314,7 @@ def parse_accuracy(table: dict[str, Any], ctx: ProfileContext) -> AccuracyProfil
     elif "top1_prior_corrected" in thresholds:
         raise InvalidArgument(f"{where}: top1_prior_corrected needs class_priors in [accuracy]")
     slices = tuple(_slice(n, t, ctx) for n, t in slices_table.items())
-    return AccuracyProfile(thresholds, priors, slices)
+    return AccuracyProfile(thresholds, priors, slices, published)
 
 
 # -- soundness ---------------------------------------------------------------------------------

@@ -60,8 +60,10 @@ class EvalSet:
         """Images at ``indices`` as a float [0, 1] NCHW tensor."""
         raise NotImplementedError
 
-    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
-        """All images in order, ``batch_size`` at a time."""
+    def batches(
+        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """All images in order, ``batch_size`` at a time (pinned for a GPU copy if asked)."""
         raise NotImplementedError
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> EvalSet:
@@ -100,7 +102,9 @@ class TensorEvalSet(EvalSet):
     def images(self, indices: Sequence[int]) -> torch.Tensor:
         return self.pixels[list(indices)].float().div_(255)
 
-    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
+    def batches(
+        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+    ) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), batch_size):
             yield self.pixels[start : start + batch_size].float().div_(255)
 
@@ -111,41 +115,76 @@ class TensorEvalSet(EvalSet):
 
 
 class _FileImages(Dataset):
-    def __init__(self, paths: Sequence[str], transform: Any) -> None:
-        self.paths, self.transform = list(paths), transform
+    """Decodes one file per item; a file that cannot be decoded gives a black image and
+    ``ok=False`` (when the image size is known), so one bad file does not stop the pass."""
+
+    def __init__(self, paths: Sequence[str], transform: Any, size: tuple | None = None) -> None:
+        self.paths, self.transform, self.size = list(paths), transform, size
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def load(self, i: int) -> torch.Tensor:
         from PIL import Image
 
         with Image.open(self.paths[i]) as im:
             return self.transform(im)
 
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
+        try:
+            return self.load(i), True
+        except (OSError, ValueError, SyntaxError):  # PIL's errors for damaged files
+            if self.size is None:
+                raise
+            return torch.zeros(self.size), False
+
 
 @dataclass
 class FileEvalSet(EvalSet):
-    """An eval set read from image files through a torchvision transform."""
+    """An eval set read from image files through a torchvision transform.
+
+    Files that fail to decode during :meth:`batches` are listed (positions) in
+    :attr:`undecodable` after the pass; the caller drops them (see vcheck.predictions).
+    """
 
     paths: list[str] = field(default_factory=list)
     transform: Any = None
+    input_size: tuple[int, int, int] | None = None
+    undecodable: list[int] = field(default_factory=list)
 
     def _dataset(self) -> _FileImages:
-        return _FileImages(self.paths, self.transform)
+        return _FileImages(self.paths, self.transform, self.input_size)
 
     def images(self, indices: Sequence[int]) -> torch.Tensor:
         ds = self._dataset()
-        return torch.stack([ds[int(i)] for i in indices])
+        return torch.stack([ds[int(i)][0] for i in indices])
 
-    def batches(self, batch_size: int, num_workers: int = 0) -> Iterator[torch.Tensor]:
-        yield from DataLoader(self._dataset(), batch_size=batch_size, num_workers=num_workers)
+    def batches(
+        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Decoding and resizing run in ``num_workers`` processes; memory stays at a few
+        batches whatever the number of files."""
+        self.undecodable = []
+        loader = DataLoader(
+            self._dataset(),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            prefetch_factor=2 if num_workers else None,
+            persistent_workers=False,
+        )
+        start = 0
+        for images, ok in loader:
+            self.undecodable += [start + int(i) for i in torch.nonzero(~ok).flatten()]
+            start += len(ok)
+            yield images
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> FileEvalSet:
         return FileEvalSet(
             **self._subset_fields(indices, name),
             paths=[self.paths[int(i)] for i in indices],
             transform=self.transform,
+            input_size=self.input_size,
         )
 
 

@@ -95,4 +95,5 @@ def load_image_folder(name: str, root: Path, cfg: ModelCfg) -> FileEvalSet:
         source=f"ImageFolder {root}",
         paths=paths,
         transform=model_transform(cfg),
+        input_size=cfg.input_size,
     )

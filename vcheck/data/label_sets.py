@@ -29,7 +29,6 @@ CATEGORIES, SEVERITIES.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -203,12 +202,10 @@ def load_real(
 
 
 def _imagenet_wnids() -> tuple[str, ...] | None:
-    """ImageNet-1k WordNet ids in class-index order, from timm's installed list (no import)."""
-    spec = importlib.util.find_spec("timm")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    synsets = Path(next(iter(spec.submodule_search_locations))) / "data/_info/imagenet_synsets.txt"
-    return tuple(synsets.read_text().split()) if synsets.is_file() else None
+    """ImageNet-1k WordNet ids in class-index order (timm's list, or vcheck's copy of it)."""
+    from vcheck.data.imagenet import imagenet_wnids
+
+    return imagenet_wnids()
 
 
 def label_vocabulary(classes: Sequence[str]) -> dict[str, int]:

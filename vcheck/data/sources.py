@@ -13,6 +13,7 @@ from vcheck.config import VcheckConfig
 from vcheck.data.evalset import EvalSet, stratified_indices
 from vcheck.data.fashion_mnist import find_split_files, load_fashion_mnist
 from vcheck.data.image_folder import load_image_folder
+from vcheck.data.imagenet import load_imagenet
 from vcheck.data.metadata import attach_metadata, check_metadata
 from vcheck.errors import InvalidArgument
 from vcheck.models.base import ModelCfg
@@ -68,10 +69,18 @@ def load_eval_set(name: str, model_cfg: ModelCfg, config: VcheckConfig) -> EvalS
             raise InvalidArgument(
                 f"fmnist_test holds 1x28x28 images but the model takes {model_cfg.input_size}"
             )
-    elif name == "imagenet_val":
-        eval_set = load_image_folder(name, config.data_root, model_cfg)
+    elif model_cfg.domain == "imagenet":  # any layout of ImageNet val, V2, A, R
+        root = config.data_root if name == "imagenet_val" else config.eval_sets[name]
+        eval_set = load_imagenet(name, root, model_cfg)[0]
     else:
         eval_set = load_image_folder(name, config.eval_sets[name], model_cfg)
+    skipped = eval_set.extra.get("skipped")
+    if skipped and config.strict:
+        raise InvalidArgument(
+            f"eval set {name!r}: {len(skipped)} empty (zero-byte) image files, e.g. "
+            f"{skipped[0]} ({eval_set.source}); --strict refuses to skip them: replace or "
+            "delete them"
+        )
     if len(eval_set) == 0:
         raise InvalidArgument(f"eval set {name!r} ({eval_set.source}) holds no images")
     if config.max_samples is not None and config.max_samples < len(eval_set):

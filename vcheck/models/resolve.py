@@ -31,7 +31,7 @@ from vcheck.errors import (
 from vcheck.models import torchvision_models as tvm
 from vcheck.models.base import ModelCfg, ModelUnderTest, file_sha256, finalize
 from vcheck.models.checkpoint import load_weights, read_checkpoint
-from vcheck.models.zoo import ZOO, fixtures_dir
+from vcheck.models.zoo import ZOO
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
@@ -132,7 +132,7 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
         arch,
         tvm.cfg_for(arch),
         w,
-        fixtures_dir() / "profiles" / "imagenet.toml",
+        tvm.default_profile(arch),
         lambda: tvm.build(arch),
     )
 

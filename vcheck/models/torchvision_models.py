@@ -56,6 +56,16 @@ def cfg_for(arch: str) -> ModelCfg:
     )
 
 
+def default_profile(arch: str) -> Path:
+    """The profile from ``arch``'s published metrics (vcheck.models.published), else the
+    generic ImageNet floors."""
+    from vcheck.models.zoo import fixtures_dir
+
+    profiles = fixtures_dir() / "profiles"
+    published = profiles / "published" / f"{arch}.toml"
+    return published if published.is_file() else profiles / "imagenet.toml"
+
+
 def hub_weights_path(arch: str) -> Path:
     """Where torchvision's downloader caches ``arch``'s default weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(default_weights(arch).url)

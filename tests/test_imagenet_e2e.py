@@ -1,0 +1,83 @@
+"""`pytest suites/ --model=convnext_t` on a team's own ImageNet copy, in every layout.
+
+A random-weights convnext_tiny stands in for the release candidate (so the accuracy gates
+must fail, naming the published numbers they hold it to). The accuracy and multi-label
+suites run; the patch and soundness suites are left out here because they take minutes on
+convnext_tiny on 2 CPU cores and read nothing layout-specific.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from _imagenet_trees import flat_tree, folder_tree, imagenet_r_tree, v2_tree
+from _plugin_runs import SUITES, read_json, run_suites
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["pytester"]
+
+LAYOUTS = {
+    "wnid_subset": lambda base: folder_tree(base / "val", "wnid"),
+    "index": lambda base: folder_tree(base / "val", "index"),
+    "class_names": lambda base: folder_tree(base / "val", "name"),
+    "flat_wnid_per_line": lambda base: flat_tree(base, "txt"),
+    "flat_loc_val_solution": lambda base: flat_tree(base, "csv"),
+    "imagenet_v2": v2_tree,
+    "imagenet_r": imagenet_r_tree,
+}
+PUBLISHED = "published top-1 82.52 (torchvision weights meta, ConvNeXt_Tiny_Weights.IMAGENET1K_V1)"
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory: pytest.TempPathFactory):
+    """A temporary $TORCH_HOME holding random convnext_tiny weights (not the published file,
+    whose name carries a sha256 prefix, so they are passed with --weights)."""
+    home = tmp_path_factory.mktemp("torch_home")
+    torch.manual_seed(0)
+    weights = home / "convnext_tiny_random.pth"
+    torch.save(torchvision.models.convnext_tiny(weights=None).state_dict(), weights)
+    yield home
+    weights.unlink()  # 110 MB
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_convnext_t_on_each_layout(
+    layout: str,
+    torch_home: Path,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    root = LAYOUTS[layout](tmp_path / "data")
+    result = run_suites(
+        pytester,
+        SUITES / "test_accuracy.py",
+        SUITES / "test_multilabel.py",
+        "--model=convnext_t",
+        f"--weights={torch_home / 'convnext_tiny_random.pth'}",
+        f"--data-root={root}",
+        f"--cache-dir={tmp_path / 'cache'}",
+        "--metrics-json=m.json",
+        "-rf",
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
+    outcomes = result.parseoutcomes()
+    assert "errors" not in outcomes and "error" not in outcomes, out
+    assert "Traceback" not in out
+
+    doc = read_json(pytester.path / "m.json")
+    assert [(e["name"], e["n"]) for e in doc["eval_sets"]] == [("imagenet_val", 6)]
+    top1 = next(c for c in doc["checks"] if c["metric"] == "top1" and not c["slice"])
+    assert top1["outcome"] == "fail"
+    assert top1["threshold"] == pytest.approx(0.8152)
+    assert "test_accuracy.py::test_metric[top1-imagenet_val]" in out
+    failure = next(line for line in out.splitlines() if "top1 on imagenet_val" in line)
+    assert PUBLISHED in failure and "a subset's interval is wide" in failure
+    assert doc["profile"]["path"].endswith("profiles/published/convnext_tiny.toml")
+    expected = "ImageNet-R (named so)" if layout == "imagenet_r" else str(root)
+    assert f"vcheck: imagenet_val: {root}" in out and expected in out
