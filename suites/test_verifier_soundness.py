@@ -232,6 +232,48 @@ def test_clean_instances(verdicts, verifier_spec, soundness_benchmark, record_ch
     )
 
 
+def test_every_instance_is_answered(
+    verdicts, verifier_spec, soundness_benchmark, vcheck_session, record_check
+):
+    """A verifier that never answers must not pass: "error" and "timeout" verdicts count as
+    unanswered (at most the profile's max_unanswered share, none under --strict). vcheck's own
+    verifiers refusing a network they cannot bound soundly is a refusal, recorded as such:
+    on those instances the counterexample gates above checked nothing."""
+    instances = soundness_benchmark.network.instances
+    n = len(instances)
+    refused = {i.id: verdicts[i.id].reason for i in instances if verdicts[i.id].refused}
+    unanswered = {
+        i.id: f"{r.verdict}: {r.reason}" if r.reason else r.verdict
+        for i in instances
+        if (r := verdicts[i.id]).verdict in ("error", "timeout") and not r.refused
+    }
+    budget = vcheck_session.profile.soundness
+    limit = 0.0 if vcheck_session.settings.strict else budget.max_unanswered
+    first = next(iter(unanswered.items()), None)
+    record_check(
+        SUITE,
+        f"unanswered[{verifier_spec}]",
+        Measurement(len(unanswered) / n if n else 0.0, n, details={"instances": unanswered}),
+        eval_set=soundness_benchmark.name,
+        threshold=Threshold(limit, "max"),
+        note=(
+            f"{verifier_spec} left {len(unanswered)} of {n} instances unanswered, e.g. "
+            f"{first[0]}: {first[1][:200]}"
+            if first
+            else ""
+        ),
+    )
+    if refused:
+        record_check(
+            SUITE,
+            f"refused[{verifier_spec}]",
+            Measurement(len(refused) / n, n, details={"instances": sorted(refused)}),
+            eval_set=soundness_benchmark.name,
+            threshold=None,
+            note=f"refused by design: {next(iter(refused.values()))[:200]}",
+        )
+
+
 def test_bounds_contain_sampled_outputs(bound_method):
     """Property-based: random small ReLU/Tanh nets and boxes; sampled outputs lie within the
     bounds, and at eps = 0 the bounds equal the forward pass."""

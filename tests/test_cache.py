@@ -34,7 +34,12 @@ def test_arrays_and_json_round_trip_exactly(cache):
     assert cache.load_json(cache_key("never stored")) is None
 
 
-def test_a_disabled_cache_stores_nothing(tmp_path):
+def test_a_disabled_cache_stores_nothing(tmp_path, monkeypatch):
+    # Every place a default cache could go points into tmp_path, which must stay empty.
+    monkeypatch.setenv("VCHECK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     off = ResultCache(None, "demo")
     assert not off.enabled and not off.store_arrays(KEY, {"a": np.zeros(1)})
     assert off.load_arrays(KEY) is None

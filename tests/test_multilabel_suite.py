@@ -212,7 +212,9 @@ def test_multilabel_zoo_model_passes_its_own_profile(tmp_path: Path) -> None:
     assert result.ret == 0, result.out
     doc = result.doc
     assert doc["model"]["output_kind"] == "sigmoid" and doc["verdict"] == "PASS"
-    assert "softmax_sum_error" not in {c["metric"] for c in doc["checks"]}  # not applicable
+    # Sigmoid scores are checked too: rows all in [0, 1] would be probabilities, not logits.
+    probability_like = [c for c in doc["checks"] if c["metric"] == "probability_like_rows"]
+    assert probability_like and all(c["outcome"] == "pass" for c in probability_like)
     for metric in ("auc_macro", "map", "f1_micro", "f1_macro", "subset_accuracy"):
         check = result.check(metric, "real")
         assert check["outcome"] == "pass" and check["threshold"] is not None, metric

@@ -230,7 +230,7 @@ def test_a_host_that_fails_its_check_is_retrained_and_the_retry_is_recorded(monk
         return -1.0 if attempt == 0 else real(host, centers, labels, s, attempt)
 
     monkeypatch.setattr(needle, "train_host", first_fails)
-    net = generate(dataclasses.replace(CASES["mlp"], counterexamples=2, clean=2))
+    net = generate(dataclasses.replace(CASES["mlp"], counterexamples=2, clean=2, train_steps=600))
     assert attempts == [0, 1] and net.settings["host_retries"] == 1
     assert net.settings["host_certified_margin"] > 0
     lower, upper, labels = boxes([i for i in net.instances if i.kind == "clean"])

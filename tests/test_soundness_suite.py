@@ -151,3 +151,55 @@ def test_builtin_verdicts_are_cached_and_reused(tmp_path, monkeypatch):
     assert {k: r.verdict for k, r in second.items()} == {k: r.verdict for k, r in first.items()}
     with pytest.raises(AssertionError):  # other settings, other key: not served from the cache
         run_verifier(LirpaVerifier("CROWN"), bench, tmp_path)
+
+
+def checks_of(pytester) -> dict[str, dict]:
+    return {
+        (c["metric"], c["eval_set"]): c
+        for c in json.loads((pytester.path / METRICS).read_text())["checks"]
+    }
+
+
+def test_a_verifier_that_never_answers_fails_the_suite(pytester):
+    false = "cmd:/bin/false {onnx} {vnnlib} {timeout} {result}"
+    result = run(pytester, f"--verifier={false}", select=f"{BENCH} and answered")
+    assert result.ret == 1
+    check = checks_of(pytester)[(f"unanswered[{false}]", BENCH)]
+    assert check["outcome"] == "fail" and check["value"] == 1.0
+    assert "exit code 1" in check["details"]["note"]
+
+
+ONE_TIMEOUT = '''
+class OneTimeout:
+    """Answers "unknown" everywhere but one instance, where it times out."""
+
+    def verify(self, instance):
+        return "timeout" if instance.id == FIRST else "unknown"
+
+
+import json, pathlib
+FIRST = json.loads(pathlib.Path(MANIFEST).read_text())["instances"][0]["id"]
+VERIFIER = OneTimeout()
+'''
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_unanswered_share_is_a_profile_fraction_and_none_under_strict(pytester, strict):
+    manifest = REPO / "fixtures/soundness" / BENCH / "manifest.json"
+    pytester.makepyfile(one_timeout=f"MANIFEST = {str(manifest)!r}\n" + ONE_TIMEOUT)
+    args = ["--verifier=one_timeout:VERIFIER", *(["--strict"] if strict else [])]
+    result = run(pytester, *args, select=f"{BENCH} and answered")
+    check = checks_of(pytester)[("unanswered[one_timeout:VERIFIER]", BENCH)]
+    assert check["value"] == pytest.approx(1 / 20)  # 1 of 20 instances
+    assert (result.ret, check["outcome"]) == ((1, "fail") if strict else (0, "pass"))
+
+
+def test_a_refusal_by_design_is_reported_as_a_refusal_not_as_unanswered(pytester):
+    sigmoid = "cnn_sigmoid_1x5x5_eps0.02"
+    result = run(pytester, "--verifier=CROWN", select=f"{sigmoid} and answered")
+    assert result.ret == 0, result.stdout.str()
+    checks = checks_of(pytester)
+    assert checks[("unanswered[CROWN]", sigmoid)]["value"] == 0
+    refused = checks[("refused[CROWN]", sigmoid)]
+    assert refused["value"] == 1.0 and refused["outcome"] == "info"
+    assert "bounds refused" in refused["details"]["note"]

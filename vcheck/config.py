@@ -142,6 +142,23 @@ def _check_eval_sets(name: str, value: Any) -> None:
 def _check_verifiers(name: str, value: Any) -> None:
     if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
         _fail(name, value, "a list of verifier specs")
+    from vcheck.soundness.runner import check_verifier_spec  # lazy: imports torch
+
+    for spec in value:
+        try:
+            check_verifier_spec(spec)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"verifier {spec!r}: {exc}") from None
+
+
+def _check_soundness_dir(name: str, value: Any) -> None:
+    _check_path(name, value)
+    from vcheck.soundness.runner import check_soundness_dir
+
+    try:
+        check_soundness_dir(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{name}: {exc}") from None
 
 
 _CHECKS: dict[str, Callable[[str, Any], None]] = {
@@ -158,6 +175,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "confidence": _check_confidence,
     "eval_sets": _check_eval_sets,
     "verifiers": _check_verifiers,
+    "soundness_dir": _check_soundness_dir,
 }
 
 
@@ -274,6 +292,7 @@ def build_config(
         try:
             _validate(key, value)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{exc} (from --{key.replace('_', '-')})") from None
+            flag = "verifier" if key == "verifiers" else key.replace("_", "-")
+            raise InvalidArgument(f"{exc} (from --{flag})") from None
         merged[key] = value
     return replace(VcheckConfig(), **merged)

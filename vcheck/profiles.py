@@ -328,11 +328,14 @@ class SoundnessProfile:
     bab_max_domains: int = 50
     model_eps: float = 1 / 255  # L-inf radius in pixel space for the model-under-test checks
     model_samples: int = 100
+    # Largest share of a network's instances a verifier may leave unanswered ("error" other
+    # than a refusal by design, or "timeout"); 0 under --strict.
+    max_unanswered: float = 0.1
 
 
 def parse_soundness(table: dict[str, Any], ctx: ProfileContext) -> SoundnessProfile:
     where = ctx.where("soundness")
-    allowed = ("timeout", "bab_max_domains", "model_eps", "model_samples")
+    allowed = ("timeout", "bab_max_domains", "model_eps", "model_samples", "max_unanswered")
     check_keys(table, allowed, where, "soundness setting")
     d = SoundnessProfile()
     return SoundnessProfile(
@@ -343,6 +346,9 @@ def parse_soundness(table: dict[str, Any], ctx: ProfileContext) -> SoundnessProf
         model_eps=fraction("model_eps", table.get("model_eps", d.model_eps), where, open_low=True),
         model_samples=positive_int(
             "model_samples", table.get("model_samples", d.model_samples), where
+        ),
+        max_unanswered=fraction(
+            "max_unanswered", table.get("max_unanswered", d.max_unanswered), where
         ),
     )
 

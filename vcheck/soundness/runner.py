@@ -8,9 +8,12 @@ or ``package.module:object`` (any object with ``verify(instance)`` or ``verify(n
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import json
+import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +71,10 @@ def resolve_verifier(spec: str, *, timeout: float, bab_max_domains: int):
         try:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise InvalidArgument(f"--verifier={spec}: cannot import {attr!r} ({exc})") from None
+            raise InvalidArgument(
+                f"--verifier={spec}: cannot import {attr!r} from {module_name!r} ({exc}); check "
+                "the module path (and PYTHONPATH)"
+            ) from None
         from vcheck.verify.base import PythonVerifier
 
         return PythonVerifier(obj() if isinstance(obj, type) else obj)
@@ -83,6 +89,57 @@ def resolve_verifier(spec: str, *, timeout: float, bab_max_domains: int):
     from vcheck.verify.lirpa import LirpaVerifier
 
     return LirpaVerifier(spec, timeout=timeout)
+
+
+def check_verifier_spec(spec: str) -> None:
+    """Raise (one line, with the fix) if ``spec`` cannot name a verifier; builds nothing
+    expensive, so a typo stops the run before any test. External commands must start an
+    executable that exists; ``package.module:object`` must import and have ``verify``."""
+    if spec.startswith("cmd:"):
+        external = ExternalVerifier(spec[len("cmd:") :], timeout=1.0)
+        exe = external.argv("x.onnx", "x.vnnlib", "result")[0] if not external.shell else None
+        if exe is not None and shutil.which(exe) is None:
+            where = "no such executable file" if os.sep in exe else "not found on PATH"
+            raise InvalidArgument(
+                f"{exe!r}: {where}; give the verifier's full path in cmd:<command>"
+            )
+        return
+    if ":" in spec:
+        try:
+            resolve_verifier(spec, timeout=1.0, bab_max_domains=1)
+        except InvalidArgument as exc:
+            raise InvalidArgument(str(exc).removeprefix(f"--verifier={spec}: ")) from None
+        except Exception as exc:  # the user's object failed to build: still their mistake
+            raise InvalidArgument(
+                f"building the verifier raised {type(exc).__name__}: {exc}; fix the object "
+                "or its module"
+            ) from None
+        return
+    if spec in BUILTIN:
+        return
+    lower = {b.lower(): b for b in BUILTIN}
+    match = difflib.get_close_matches(spec.lower(), list(lower), n=1, cutoff=0.6)
+    hint = f"did you mean {lower[match[0]]!r}? " if match else ""
+    raise InvalidArgument(
+        f"not a known verifier; {hint}the built-in ones are {', '.join(BUILTIN)}; or pass "
+        "cmd:<command with {result}> or package.module:object"
+    )
+
+
+def check_soundness_dir(path: Path) -> None:
+    """Raise unless ``path`` is a folder holding at least one benchmark folder (with a
+    manifest.json): a typo must not deselect the whole soundness suite."""
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise InvalidArgument(
+            f"{path} {what}; pass a folder of VNN-COMP benchmark folders (the shipped one is "
+            "fixtures/soundness)"
+        )
+    if not any((p / "manifest.json").is_file() for p in path.iterdir()):
+        raise InvalidArgument(
+            f"{path} holds no benchmark folder (none has a manifest.json); pass a folder of "
+            "benchmarks written by make_benchmark (the shipped one is fixtures/soundness)"
+        )
 
 
 def run_verifier(
