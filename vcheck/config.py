@@ -59,7 +59,7 @@ class VcheckConfig:
     no_cache: bool = False
     profile: Path | None = None
     batch_size: int = 256
-    num_workers: int = 0
+    num_workers: int | None = None  # None: file-backed eval sets pick (vcheck.data.evalset)
     bootstrap_resamples: int = 200
     confidence: float = 0.95
     eval_sets: dict[str, Path] = field(default_factory=dict)

@@ -64,7 +64,7 @@ def forward_logits(
     model: ModelUnderTest,
     eval_set: EvalSet,
     batch_size: int,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     write: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """Run ``model`` over every image of ``eval_set`` in order; (N, C) float32 on the CPU."""
@@ -99,7 +99,7 @@ def get_predictions(
     eval_set: EvalSet,
     cache: ResultCache | None,
     batch_size: int = 256,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     write: Callable[[str], None] | None = None,
 ) -> Predictions:
     """Predictions from the cache, or from one forward pass that is then cached."""

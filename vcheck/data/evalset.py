@@ -7,6 +7,7 @@ Images are produced on demand as float [0, 1] NCHW tensors at the model's input 
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class EvalSet:
         raise NotImplementedError
 
     def batches(
-        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+        self, batch_size: int, num_workers: int | None = None, pin_memory: bool = False
     ) -> Iterator[torch.Tensor]:
         """All images in order, ``batch_size`` at a time (pinned for a GPU copy if asked)."""
         raise NotImplementedError
@@ -103,7 +104,7 @@ class TensorEvalSet(EvalSet):
         return self.pixels[list(indices)].float().div_(255)
 
     def batches(
-        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+        self, batch_size: int, num_workers: int | None = None, pin_memory: bool = False
     ) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), batch_size):
             yield self.pixels[start : start + batch_size].float().div_(255)
@@ -160,10 +161,13 @@ class FileEvalSet(EvalSet):
         return torch.stack([ds[int(i)][0] for i in indices])
 
     def batches(
-        self, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+        self, batch_size: int, num_workers: int | None = None, pin_memory: bool = False
     ) -> Iterator[torch.Tensor]:
-        """Decoding and resizing run in ``num_workers`` processes; memory stays at a few
-        batches whatever the number of files."""
+        """Decoding and resizing run in ``num_workers`` processes (None: one per CPU core, up
+        to 8, when there is more than one batch); memory stays at a few batches whatever the
+        number of files."""
+        if num_workers is None:
+            num_workers = default_workers(len(self), batch_size)
         self.undecodable = []
         loader = DataLoader(
             self._dataset(),
@@ -186,6 +190,15 @@ class FileEvalSet(EvalSet):
             transform=self.transform,
             input_size=self.input_size,
         )
+
+
+def default_workers(n: int, batch_size: int) -> int:
+    """Decoding processes for ``n`` files: none for a single batch (forking costs more than
+    it saves), else one per available core, at most 8."""
+    if n <= batch_size:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, 8)
 
 
 def stratified_indices(labels: torch.Tensor, n: int, seed: int) -> list[int]:

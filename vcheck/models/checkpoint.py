@@ -15,12 +15,30 @@ def read_checkpoint(path: Path) -> Any:
     """Load a weights file with ``torch.load(weights_only=True)``; never unpickles code."""
     if not path.is_file():
         raise MissingArtefactError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":  # timm's hub files; safetensors comes with timm
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
         raise CorruptArtefactError(
             f"cannot read weights file {path}: {_load_error_reason(exc, path)}. "
             "Pass a state dict saved with torch.save(model.state_dict(), PATH)."
+        ) from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CorruptArtefactError(
+            f"{path} is a .safetensors file, which needs the safetensors package: "
+            "pip install safetensors (it comes with vcheck[timm])"
+        ) from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CorruptArtefactError(
+            f"cannot read weights file {path}: {str(exc).splitlines()[0] or type(exc).__name__}"
         ) from None
 
 

@@ -8,7 +8,8 @@ Accepted forms, tried in this order:
 - ``package.module:factory`` returning ``(nn.Module, ModelCfg)`` or a module with
   a ``vcheck_cfg`` attribute;
 - a bundled zoo name (``fmnist_cnn``...);
-- a torchvision classification model name or alias (``convnext_t``, ``resnet50``...).
+- a torchvision classification model name or alias (``convnext_t``, ``resnet50``...);
+- ``timm:NAME`` when timm is installed (:mod:`vcheck.models.timm_models`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ModelRef:
     """A resolved ``--model``: what it is, where its weights are, and its static cfg."""
 
     name: str
-    kind: str  # "zoo" | "torchvision" | "checkpoint" | "factory"
+    kind: str  # "zoo" | "torchvision" | "timm" | "checkpoint" | "factory"
     arch: str
     cfg: ModelCfg
     weights: Path | None
@@ -108,6 +109,10 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
                 "own weights. Drop --weights, or pass --model=ARCH --weights=PATH"
             )
         return _resolve_checkpoint(name, path)
+    if name.startswith("timm:"):
+        from vcheck.models.timm_models import resolve_timm
+
+        return resolve_timm(name, weights_path)
     if ":" in name:
         if weights_path is not None:
             raise InvalidArgument(
