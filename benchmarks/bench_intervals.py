@@ -88,9 +88,7 @@ def cold_runs(before: str, reps: int) -> None:
     print(
         f"after - before:    {med['after'][0] - med['before'][0]:+6.1f} / "
         f"{med['after'][1] - med['before'][1]:+6.1f}  (budget +5 s); runs: "
-        + "; ".join(
-            f"{k} " + ", ".join(f"{w:.1f}/{c:.1f}" for w, c in v) for k, v in runs.items()
-        )
+        + "; ".join(f"{k} " + ", ".join(f"{w:.1f}/{c:.1f}" for w, c in v) for k, v in runs.items())
     )
     print(f"load average (1 min) before/after: {load:.1f} / {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip
