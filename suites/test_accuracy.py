@@ -69,6 +69,7 @@ def test_batch_size_invariance(sanity_probe, eval_set, record_check):
             "argmax_changes": sanity_probe.batch_vs_single_argmax_changes,
             "compared": f"batch of {sanity_probe.n} vs one image at a time",
         },
+        exact=True,
     )
     record_check(
         SUITE,
@@ -86,6 +87,7 @@ def test_repeated_pass_is_identical(sanity_probe, eval_set, record_check):
         sanity_probe.repeat,
         sanity_probe.n,
         details={"argmax_changes": sanity_probe.repeat_argmax_changes},
+        exact=True,
     )
     record_check(
         SUITE, "repeat_max_rel_diff", m, eval_set=eval_set.name, threshold=sanity.REPEAT_TOLERANCE

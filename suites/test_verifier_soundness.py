@@ -146,7 +146,9 @@ def test_benchmark_counterexamples_are_genuine_and_hidden(soundness_benchmark, r
     record_check(
         SUITE,
         "invalid_or_exposed_counterexamples",
-        Measurement(len(problems), len(bench.network.instances), details={"problems": problems}),
+        Measurement(
+            len(problems), len(bench.network.instances), {"problems": problems}, exact=True
+        ),
         eval_set=bench.name,
         threshold=NONE_ALLOWED,
         note="; ".join(f"{k}: {v}" for k, v in sorted(problems.items())),
@@ -171,7 +173,7 @@ def test_no_unsat_on_a_counterexample_instance(
     record_check(
         SUITE,
         f"unsat_on_counterexample[{verifier_spec}]",
-        Measurement(len(unsound), len(cex), details=details),
+        Measurement(len(unsound), len(cex), details=details, exact=True),
         eval_set=soundness_benchmark.name,
         threshold=NONE_ALLOWED,
         note=note,
@@ -196,7 +198,7 @@ def test_returned_counterexamples_are_genuine(
     record_check(
         SUITE,
         f"invalid_sat[{verifier_spec}]",
-        Measurement(len(invalid), len(bench.network.instances), details=invalid),
+        Measurement(len(invalid), len(bench.network.instances), details=invalid, exact=True),
         eval_set=bench.name,
         threshold=NONE_ALLOWED,
         note="; ".join(f"{k}: {v}" for k, v in sorted(invalid.items())),
@@ -221,7 +223,7 @@ def test_clean_instances(verdicts, verifier_spec, soundness_benchmark, record_ch
     record_check(
         SUITE,
         f"unsat_on_falsified_clean[{verifier_spec}]",
-        Measurement(len(wrong), n, details={"instances": [i.id for i in wrong]}),
+        Measurement(len(wrong), n, details={"instances": [i.id for i in wrong]}, exact=True),
         eval_set=soundness_benchmark.name,
         threshold=NONE_ALLOWED,
         note="; ".join(
@@ -344,7 +346,11 @@ def test_model_certified_implies_robust_implies_clean(
             SUITE,
             f"{name}_accuracy@eps",
             Measurement(
-                k / sample.n, sample.n, wilson_interval(k, sample.n), "wilson", {"setting": where}
+                k / sample.n,
+                sample.n,
+                wilson_interval(k, sample.n, vcheck_session.settings.confidence),
+                "wilson",
+                {"setting": where},
             ),
             eval_set=eval_set.name,
             threshold=None,
@@ -353,7 +359,9 @@ def test_model_certified_implies_robust_implies_clean(
     record_check(
         SUITE,
         "certified_but_not_robust",
-        Measurement(len(broken), sample.n, details={"samples": broken.tolist(), "setting": where}),
+        Measurement(
+            len(broken), sample.n, {"samples": broken.tolist(), "setting": where}, exact=True
+        ),
         eval_set=eval_set.name,
         threshold=NONE_ALLOWED,
         note=f"certified samples that PGD broke or that are misclassified: {broken.tolist()}",

@@ -44,9 +44,45 @@ def test_gate_value_uses_the_interval_end_the_gate_names(direction, gate, expect
 
 
 @pytest.mark.parametrize("gate", ["lower", "upper"])
-@pytest.mark.parametrize("ci", [None, (math.nan, math.nan), (0.4, math.nan)])
-def test_gate_value_falls_back_to_the_estimate_without_a_usable_interval(gate, ci):
-    assert gate_value(0.5, ci, "min", gate) == 0.5
+@pytest.mark.parametrize("ci", [None, (math.nan, math.nan), (0.4, math.nan), (0.5, 0.5)])
+def test_gate_value_never_falls_back_to_the_estimate(gate, ci):
+    assert math.isnan(gate_value(0.5, ci, "min", gate))
+
+
+@pytest.mark.parametrize("gate", ["lower", "upper"])
+@pytest.mark.parametrize(
+    ("ci", "details", "why"),
+    [
+        (None, {}, "nll: no interval; use --gate point or drop the threshold"),
+        ((math.nan, math.nan), {}, "nll: its interval could not be estimated; use --gate point"),
+        ((0.3, 0.3), {}, "nll: degenerate interval [0.3, 0.3]; use --gate point"),
+        (None, {"ci_note": "undefined in 3 of 1000 resamples"}, "nll: undefined in 3 of 1000"),
+    ],
+)
+def test_an_interval_gate_without_a_usable_interval_refuses(gate, ci, details, why):
+    # The estimate 0.3 clears the threshold 0.5 (max): a point fallback would pass it.
+    result = check(0.3, ci, Threshold(0.5, "max"), gate, metric="nll", details=details)
+    assert result.outcome == "fail"
+    assert result.refusal.startswith(why)
+    assert f"cannot be gated against <= 0.5 with --gate {gate} (nll: " in result.message()
+    assert result.to_json()["details"]["gate_refusal"] == result.refusal
+    assert result.to_json()["margin"] is None
+    assert check(0.3, ci, Threshold(0.5, "max"), "point", metric="nll").outcome == "pass"
+
+
+@pytest.mark.parametrize("gate", ["lower", "upper"])
+def test_an_exact_property_is_compared_as_it_is_under_every_gate(gate):
+    ok = check(0.0, None, Threshold(0.0, "max"), gate, metric="non_finite_fraction", exact=True)
+    assert ok.outcome == "pass" and ok.refusal is None
+    assert "(exact property)" in ok.message()
+    bad = check(0.01, None, Threshold(0.0, "max"), gate, exact=True)
+    assert bad.outcome == "fail" and bad.refusal is None
+    assert bad.to_json()["exact"] is True
+
+
+def test_refusal_only_concerns_thresholded_checks_under_an_interval_gate():
+    assert check(0.3, None, None, "lower").refusal is None  # informational
+    assert check(0.3, None, MAX, "point").refusal is None
 
 
 # value 0.90 with interval [0.88, 0.92]; threshold 0.89 (min) / 0.91 (max)
@@ -74,10 +110,17 @@ def test_outcome_under_each_gate(direction, threshold, gate, outcome):
     assert result.outcome == outcome
 
 
-@pytest.mark.parametrize("gate", ["point", "lower", "upper"])
-def test_threshold_is_inclusive(gate):
-    assert check(0.9, (0.9, 0.9), MIN, gate).outcome == "pass"
-    assert check(0.05, (0.05, 0.05), MAX, gate).outcome == "pass"
+@pytest.mark.parametrize(
+    ("gate", "ci_min", "ci_max"),
+    [
+        ("point", (0.85, 0.95), (0.01, 0.1)),
+        ("lower", (0.9, 0.95), (0.01, 0.05)),  # the conservative end sits on the threshold
+        ("upper", (0.85, 0.9), (0.05, 0.1)),  # the optimistic end sits on the threshold
+    ],
+)
+def test_threshold_is_inclusive(gate, ci_min, ci_max):
+    assert check(0.9, ci_min, MIN, gate).outcome == "pass"
+    assert check(0.05, ci_max, MAX, gate).outcome == "pass"
 
 
 def test_no_threshold_is_informational():

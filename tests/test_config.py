@@ -225,7 +225,7 @@ def test_as_dict_is_json_ready(tmp_path):
         ("verifiers = [1]", "verifiers=[1]"),
         ("weights = 3", "weights=3: expected a path string"),
         ('cache_dir = ""', "cache_dir='': expected a path string"),
-        ("bootstrap_resamples = 2", "bootstrap_resamples=2: expected an integer >= 10"),
+        ("bootstrap_resamples = 50", "bootstrap_resamples=50: expected an integer >= 100"),
         ("num_workers = -1", "num_workers=-1"),
     ],
 )
@@ -234,6 +234,15 @@ def test_bad_values_in_a_file_name_the_file(tmp_path, text, needle):
     with pytest.raises(InvalidArgument) as info:
         build_config({}, path)
     assert needle in str(info.value) and f"(in {path})" in str(info.value)
+
+
+def test_the_fewest_resamples_allowed_is_the_intervals_minimum():
+    from vcheck.functional.intervals import MIN_RESAMPLES
+
+    VcheckConfig(bootstrap_resamples=MIN_RESAMPLES)
+    with pytest.raises(InvalidArgument, match=f">= {MIN_RESAMPLES}$"):
+        VcheckConfig(bootstrap_resamples=MIN_RESAMPLES - 1)
+    assert VcheckConfig().bootstrap_resamples >= 1000
 
 
 def test_bad_values_in_pyproject_name_its_table(tmp_path):

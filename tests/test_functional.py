@@ -18,7 +18,12 @@ from sklearn.metrics import (
 )
 
 from vcheck.functional import classification as F
-from vcheck.functional.intervals import bootstrap_interval, wilson_interval
+from vcheck.functional.intervals import (
+    bootstrap_interval,
+    resample_weights,
+    wilson_interval,
+    worst_of_wilson,
+)
 
 SETTINGS = settings(max_examples=50, deadline=None)
 
@@ -425,38 +430,56 @@ def test_bootstrap_is_deterministic_for_a_seed():
     assert a != c
 
 
-def test_bootstrap_contains_the_estimate_and_matches_normal_theory():
-    x = np.random.default_rng(16).normal(loc=2.0, size=400)
-    low, high = bootstrap_interval(_mean_of(x), 400, resamples=400, seed=0)
+@pytest.mark.parametrize(("n", "method"), [(400, "BCa"), (3000, "percentile")])
+def test_bootstrap_contains_the_estimate_and_matches_normal_theory(n, method):
+    x = np.random.default_rng(16).normal(loc=2.0, size=n)
+    low, high, name, note = bootstrap_interval(
+        lambda i: x[i].mean(axis=-1), n, resamples=1000, seed=0, vectorized=True
+    )
+    assert name == f"bootstrap-{method}(1000)" and note == ""
     assert low < x.mean() < high
-    se = x.std() / math.sqrt(400)
-    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.25)
+    se = x.std() / math.sqrt(n)
+    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.15)
 
 
-def test_bootstrap_drops_nan_resamples():
+def test_bootstrap_vectorised_and_looped_statistics_agree():
+    x = np.random.default_rng(19).normal(size=150)
+    looped = bootstrap_interval(_mean_of(x), 150, resamples=200, seed=3)
+    vectorised = bootstrap_interval(
+        lambda i: x[i].mean(axis=-1), 150, resamples=200, seed=3, vectorized=True
+    )
+    assert looped.ci == pytest.approx(vectorised.ci)
+
+
+def test_bootstrap_reports_undefined_resamples_instead_of_dropping_them():
     x = np.random.default_rng(17).normal(size=100)
-    calls = []
 
-    def sometimes_nan(idx):
-        calls.append(1)
-        return math.nan if len(calls) % 3 == 0 else float(x[idx].mean())
+    def undefined_without_sample_0(idx):
+        return float(x[idx].mean()) if (idx == 0).any() else math.nan
 
-    low, high = bootstrap_interval(sometimes_nan, 100, resamples=90, seed=0)
-    assert len(calls) == 90
-    assert math.isfinite(low) and math.isfinite(high) and low < x.mean() < high
+    result = bootstrap_interval(undefined_without_sample_0, 100, resamples=200, seed=0)
+    assert math.isnan(result.low) and math.isnan(result.high)
+    k = int(result.note.split()[2])
+    assert 0 < k < 200 and result.note.endswith("of 200 resamples, so no interval")
 
 
-def test_bootstrap_gives_nan_when_most_resamples_are_nan():
-    low, high = bootstrap_interval(lambda idx: math.nan, 50, resamples=50, seed=0)
-    assert math.isnan(low) and math.isnan(high)
+def test_bootstrap_reports_a_degenerate_interval():
+    result = bootstrap_interval(lambda i: 1.0, 20, resamples=100, seed=0)
+    assert result.ci == (1.0, 1.0)
+    assert result.note.startswith("degenerate interval [1, 1]")
+
+
+def test_bootstrap_refuses_too_few_resamples():
+    with pytest.raises(ValueError, match="resamples >= 100"):
+        bootstrap_interval(_mean_of(np.ones(5)), 5, resamples=50, seed=0)
 
 
 def test_bootstrap_of_no_samples_is_nan():
     def never(idx):
         raise AssertionError("statistic must not be called for n=0")
 
-    low, high = bootstrap_interval(never, 0, resamples=50, seed=0)
-    assert math.isnan(low) and math.isnan(high)
+    result = bootstrap_interval(never, 0, resamples=100, seed=0)
+    assert math.isnan(result.low) and math.isnan(result.high) and result.note == "no samples"
 
 
 def test_bootstrap_resamples_indices_with_replacement_in_range():
@@ -466,16 +489,69 @@ def test_bootstrap_resamples_indices_with_replacement_in_range():
         seen.append(idx)
         return float(len(np.unique(idx)))
 
-    bootstrap_interval(record, 30, resamples=20, seed=0)
-    assert all(len(i) == 30 and i.min() >= 0 and i.max() < 30 for i in seen)
-    assert any(len(np.unique(i)) < 30 for i in seen)  # with replacement
+    bootstrap_interval(record, 30, resamples=100, seed=0)
+    assert all(len(i) in (29, 30) and i.min() >= 0 and i.max() < 30 for i in seen)  # +jackknife
+    assert any(len(np.unique(i)) < 29 for i in seen)  # with replacement
 
 
-def test_bootstrap_of_auc_on_a_small_set_survives_missing_classes():
-    rng = np.random.default_rng(18)
-    labels = rng.permutation(np.r_[np.zeros(27, int), np.ones(27, int), [2]])  # rare class
-    probs = random_probs(rng, len(labels), 3)
-    low, high = bootstrap_interval(
-        lambda i: F.auc_ovr_macro_fast(probs[i], labels[i]), len(labels), resamples=60, seed=1
+def test_stratified_bootstrap_keeps_every_stratum_size():
+    strata = np.r_[np.zeros(30, int), np.ones(10, int), np.full(5, 2)]
+    seen = []
+
+    def record(idx):
+        counts = np.stack([(strata[idx] == s).sum(axis=-1) for s in range(3)], axis=-1)
+        seen.extend(np.atleast_2d(counts))
+        return idx.sum(axis=-1).astype(float)
+
+    bootstrap_interval(record, 45, resamples=100, seed=0, strata=strata, vectorized=True)
+    assert sum((c == [30, 10, 5]).all() for c in seen) >= 100  # resamples keep the sizes
+
+
+def test_bootstrap_refuses_strata_too_small_to_resample():
+    strata = np.r_[np.zeros(30, int), np.ones(2, int)]
+    result = bootstrap_interval(
+        lambda i: 0.5, 32, resamples=100, seed=0, strata=strata, stratum_names={1: "class 'b'"}
     )
+    assert math.isnan(result.low)
+    assert result.note == "too few samples to bootstrap: 2 in class 'b' (at least 5)"
+    assert "too few" in bootstrap_interval(lambda i: 0.5, 4, resamples=100, seed=0).note
+
+
+def test_bootstrap_of_auc_on_a_small_set_is_defined_when_stratified_by_class():
+    rng = np.random.default_rng(18)
+    labels = rng.permutation(np.r_[np.zeros(27, int), np.ones(27, int), [2] * 5])  # rare class
+    probs = random_probs(rng, len(labels), 3)
+
+    def auc(i):
+        return F.auc_ovr_macro_fast(probs[i], labels[i])
+
+    plain = bootstrap_interval(auc, len(labels), resamples=100, seed=1)
+    assert math.isnan(plain.low) and "undefined in" in plain.note  # the rare class went missing
+    low, high, method, note = bootstrap_interval(
+        auc, len(labels), resamples=100, seed=1, strata=labels
+    )
+    assert (method, note) == ("stratified-bootstrap-BCa(100)", "")
     assert math.isfinite(low) and 0 <= low <= high <= 1
+
+
+def test_worst_of_wilson_covers_the_selected_minimum_simultaneously():
+    worst, (low, high) = worst_of_wilson([95, 80, 90], [100, 100, 100], 0.95)
+    assert worst == 1
+    plain = wilson_interval(80, 100, 0.95)
+    adjusted = wilson_interval(80, 100, 1 - 0.05 / 3)
+    assert (low, high) == pytest.approx(adjusted)
+    assert low < plain[0] and high > plain[1]  # wider than the one-class interval
+    assert worst_of_wilson([0, 0], [0, 0]) == (-1, (math.nan, math.nan))
+
+
+def test_weighted_auc_matches_the_auc_of_the_resampled_set():
+    rng = np.random.default_rng(20)
+    probs = np.round(random_probs(rng, 300, 4), 1)  # many ties
+    labels = rng.integers(0, 4, 300)
+    idx = rng.integers(0, 300, 300)
+    weights = resample_weights(idx[None], 300)
+    parts = [F.weighted_auc_parts(probs[:, c], labels == c) for c in range(4)]
+    got = np.mean([F.weighted_auc(weights, *p) for p in parts])
+    assert got == pytest.approx(F.auc_ovr_macro_fast(probs[idx], labels[idx]))
+    ece = np.abs(weights @ F.calibration_gaps(probs, labels)).sum() / 300
+    assert ece == pytest.approx(F.expected_calibration_error(probs[idx], labels[idx]))

@@ -58,7 +58,7 @@ def real_spec(entries: dict, **thresholds) -> ML.LabelSetSpec:
 
 
 def evaluator(preds: Predictions, spec: ML.LabelSetSpec, **kw) -> ML.LabelSetEvaluator:
-    return ML.LabelSetEvaluator(preds, spec, CLASSES, resamples=50, **kw)
+    return ML.LabelSetEvaluator(preds, spec, CLASSES, resamples=100, **kw)
 
 
 REAL = {
@@ -312,7 +312,7 @@ def sigmoid_case(n: int = 60, seed: int = 0):
         logits.tolist(),
         kind="sigmoid",
     )
-    ev = ML.LabelSetEvaluator(preds, spec, CLASSES, f1_threshold=0.6, resamples=50)
+    ev = ML.LabelSetEvaluator(preds, spec, CLASSES, f1_threshold=0.6, resamples=100)
     probs = 1 / (1 + np.exp(-logits.astype(np.float32).astype(np.float64)))
     return ev, member, probs
 

@@ -8,6 +8,11 @@ threshold; "max": at most). ``--gate`` says how the confidence interval is used:
 - ``upper``: fail only when even the optimistic end misses it (confidently bad).
 
 A metric with no threshold in the profile is recorded with outcome ``info``.
+
+An interval gate never falls back to the estimate: a check without a usable interval (none,
+not estimable, or degenerate) fails under ``lower``/``upper`` with a line saying why
+(:attr:`CheckResult.refusal`). Only checks of exact properties (``exact=True``: counts of
+non-finite outputs, differences between two passes) are compared as they are under any gate.
 """
 
 from __future__ import annotations
@@ -29,17 +34,26 @@ class Threshold:
         return f"{'>=' if self.direction == 'min' else '<='} {self.value:g}"
 
 
+def interval_problem(ci: tuple[float, float] | None) -> str | None:
+    """Why ``ci`` cannot gate a check, or None when it can."""
+    if ci is None:
+        return "no interval"
+    if not all(math.isfinite(v) for v in ci):
+        return "its interval could not be estimated"
+    if ci[0] == ci[1]:
+        return f"degenerate interval [{ci[0]:.4g}, {ci[1]:.4g}]"
+    return None
+
+
 def gate_value(
     value: float, ci: tuple[float, float] | None, direction: Direction, gate: str
 ) -> float:
-    """The number compared with the threshold under ``gate``; a non-finite value stays so."""
-    if (
-        gate == "point"
-        or ci is None
-        or not math.isfinite(value)
-        or not all(math.isfinite(v) for v in ci)
-    ):
+    """The number compared with the threshold under ``gate``; NaN when an interval gate has
+    no usable interval (never the estimate in its place)."""
+    if gate == "point":
         return value
+    if interval_problem(ci) is not None or not math.isfinite(value):
+        return math.nan
     low, high = ci
     conservative = gate == "lower"
     if direction == "min":
@@ -48,11 +62,15 @@ def gate_value(
 
 
 def decide(
-    value: float, ci: tuple[float, float] | None, threshold: Threshold | None, gate: str
+    value: float,
+    ci: tuple[float, float] | None,
+    threshold: Threshold | None,
+    gate: str,
+    exact: bool = False,
 ) -> Outcome:
     if threshold is None:
         return "info"
-    x = gate_value(value, ci, threshold.direction, gate)
+    x = gate_value(value, ci, threshold.direction, "point" if exact else gate)
     if not math.isfinite(x):
         return "fail"
     ok = x >= threshold.value if threshold.direction == "min" else x <= threshold.value
@@ -75,10 +93,27 @@ class CheckResult:
     slice: str | None = None
     nodeid: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    exact: bool = False
     outcome: Outcome = field(init=False)
 
     def __post_init__(self) -> None:
-        self.outcome = decide(self.value, self.ci, self.threshold, self.gate)
+        self.outcome = decide(self.value, self.ci, self.threshold, self.gate, self.exact)
+
+    @property
+    def refusal(self) -> str | None:
+        """Why this check cannot be gated with ``--gate lower|upper``; None when it can.
+
+        >>> CheckResult("accuracy", "nll", "test", 0.3, 20, Threshold(0.5, "max"),
+        ...             gate="lower").refusal
+        'nll: no interval; use --gate point or drop the threshold'
+        """
+        if self.gate == "point" or self.threshold is None or self.exact:
+            return None
+        problem = interval_problem(self.ci)
+        if problem is None:
+            return None
+        why = self.details.get("ci_note")
+        return f"{self.metric}: {why or problem}; use --gate point or drop the threshold"
 
     @property
     def subject(self) -> str:
@@ -90,7 +125,8 @@ class CheckResult:
         """How far the gated value clears the threshold (negative: by how much it misses)."""
         if self.threshold is None:
             return None
-        x = gate_value(self.value, self.ci, self.threshold.direction, self.gate)
+        gate = "point" if self.exact else self.gate
+        x = gate_value(self.value, self.ci, self.threshold.direction, gate)
         sign = 1 if self.threshold.direction == "min" else -1
         return sign * (x - self.threshold.value)
 
@@ -101,9 +137,15 @@ class CheckResult:
         text = f"{self.subject} = {self.value:.4f}{ci} (n={self.n})"
         if self.threshold is None:
             return text + ", no threshold in the profile (informational)"
-        verb = {"pass": "meets", "fail": "fails"}[self.outcome]
         note = f": {self.details['note']}" if self.details.get("note") else ""
-        return f"{text} {verb} the threshold {self.threshold} (gate={self.gate}){note}"
+        if self.refusal:
+            return (
+                f"{text} cannot be gated against {self.threshold} with --gate {self.gate} "
+                f"({self.refusal}){note}"
+            )
+        verb = {"pass": "meets", "fail": "fails"}[self.outcome]
+        gate = "exact property" if self.exact and self.gate != "point" else f"gate={self.gate}"
+        return f"{text} {verb} the threshold {self.threshold} ({gate}){note}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -117,6 +159,8 @@ class CheckResult:
         if d["ci"] is not None and not all(math.isfinite(v) for v in d["ci"]):
             d["ci"] = None
         d["details"] = _finite_or_none(d["details"])
+        if self.refusal:
+            d["details"]["gate_refusal"] = self.refusal
         return d
 
 
@@ -140,3 +184,6 @@ class Measurement:
     ci: tuple[float, float] | None = None
     ci_method: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # An exact property (a count of non-finite rows, a difference between two passes): no
+    # sampling error, so it is compared as it is under every gate.
+    exact: bool = False

@@ -60,7 +60,7 @@ class VcheckConfig:
     profile: Path | None = None
     batch_size: int = 256
     num_workers: int | None = None  # None: file-backed eval sets pick (vcheck.data.evalset)
-    bootstrap_resamples: int = 200
+    bootstrap_resamples: int = 1000
     confidence: float = 0.95
     eval_sets: dict[str, Path] = field(default_factory=dict)
     verifiers: tuple[str, ...] = ()
@@ -170,7 +170,8 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "num_workers": lambda n, v: _check_int(n, v, minimum=0),
     "batch_size": lambda n, v: _check_int(n, v, minimum=1),
     "max_samples": lambda n, v: _check_int(n, v, minimum=1),
-    "bootstrap_resamples": lambda n, v: _check_int(n, v, minimum=10),
+    # intervals.MIN_RESAMPLES (not imported: scipy.stats would slow every pytest start)
+    "bootstrap_resamples": lambda n, v: _check_int(n, v, minimum=100),
     **dict.fromkeys(_BOOLS, _check_bool),
     "confidence": _check_confidence,
     "eval_sets": _check_eval_sets,

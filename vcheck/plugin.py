@@ -658,6 +658,20 @@ class VcheckSession:
             )
         for check in (c for c in self.checks if c.outcome == "fail"):
             terminalreporter.write_line(f"FAILED CHECK {check.message()}", red=True)
+        gate = self.settings.gate
+        refused = [c for c in self.checks if c.refusal]
+        if refused:
+            terminalreporter.write_line(
+                f"{len(refused)} checks cannot be gated with --gate {gate} (no usable interval; "
+                "see their FAILED CHECK lines): " + ", ".join(c.subject for c in refused),
+                red=True,
+            )
+        exact = [c for c in self.checks if c.exact and c.threshold and gate != "point"]
+        if exact:
+            terminalreporter.write_line(
+                f"{len(exact)} checks of exact properties are compared as measured under "
+                f"--gate {gate}: " + ", ".join(sorted({c.metric for c in exact}))
+            )
         terminalreporter.write_line(
             f"{counts['pass']} checks passed, {counts['fail']} failed, {counts['info']} "
             f"informational; model {doc['model']['name']} {doc['model']['fingerprint'][:12]}"
@@ -717,7 +731,8 @@ def _check_from_json(d: dict[str, Any]) -> CheckResult:
         gate=d["gate"],
         slice=d["slice"],
         nodeid=d["nodeid"],
-        details=d["details"],
+        details={k: v for k, v in d["details"].items() if k != "gate_refusal"},
+        exact=d.get("exact", False),
     )
 
 
@@ -829,6 +844,7 @@ def record_check(
             slice=slice,
             nodeid=request.node.nodeid,
             details=details,
+            exact=measurement.exact,
         )
         vcheck_session.record(request.node, result)
         if result.outcome == "fail":

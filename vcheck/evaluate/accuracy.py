@@ -15,7 +15,12 @@ import numpy as np
 
 from vcheck.checks import Measurement
 from vcheck.functional import classification as F
-from vcheck.functional.intervals import bootstrap_interval, wilson_interval
+from vcheck.functional.intervals import (
+    bootstrap_interval,
+    resample_weights,
+    wilson_interval,
+    worst_of_wilson,
+)
 from vcheck.predictions import Predictions
 from vcheck.profiles import ACCURACY_METRICS
 
@@ -39,7 +44,7 @@ class AccuracyEvaluator:
         classes: tuple[str, ...],
         *,
         priors: tuple[float, ...] | None = None,
-        resamples: int = 200,
+        resamples: int = 1000,
         seed: int = 0,
         confidence: float = 0.95,
     ) -> None:
@@ -93,49 +98,107 @@ class AccuracyEvaluator:
         return self._proportion(preds == self.labels, priors=self.priors.round(6).tolist())
 
     def _worst_class_recall(self) -> Measurement:
-        recall = F.per_class_recall(self.preds, self.labels, len(self.classes))
-        present = np.flatnonzero(np.isfinite(recall))
+        num_classes = len(self.classes)
+        sizes = np.bincount(self.labels, minlength=num_classes)
+        hits = np.bincount(self.labels[self.preds == self.labels], minlength=num_classes)
+        present = np.flatnonzero(sizes)
         if len(present) == 0:
             return Measurement(math.nan, 0)
-        worst = int(present[np.argmin(recall[present])])
-        members = self.labels == worst
-        per_class = {self.classes[c]: round(float(recall[c]), 6) for c in present}
-        sizes = np.bincount(self.labels, minlength=len(self.classes))
-        m = self._proportion(
-            self.preds[members] == worst,
-            worst_class=self.classes[worst],
-            per_class_recall=per_class,
-            per_class_n={self.classes[c]: int(sizes[c]) for c in present},  # report intervals
+        worst, ci = worst_of_wilson(hits, sizes, self.confidence)
+        per_class = {self.classes[c]: round(float(hits[c] / sizes[c]), 6) for c in present}
+        return Measurement(
+            float(hits[worst] / sizes[worst]),
+            int(sizes[worst]),
+            ci,
+            f"wilson-bonferroni({len(present)} classes)",
+            {
+                "worst_class": self.classes[worst],
+                "per_class_recall": per_class,
+                "per_class_n": {self.classes[c]: int(sizes[c]) for c in present},
+                "interval": f"simultaneous over the {len(present)} classes: each class's Wilson "
+                f"interval at level 1 - (1 - {self.confidence:g}) / {len(present)}, so the "
+                "interval holds for the worst class although it was picked for being low",
+            },
         )
-        return m
 
-    # -- other statistics: percentile bootstrap -----------------------------------------
-    def _bootstrap(self, name: str, statistic: Callable[[np.ndarray], float], **details):
-        value = statistic(np.arange(self.n))
+    # -- other statistics: bootstrap (scipy), vectorised over resample weights ------------
+    def _bootstrap(
+        self,
+        name: str,
+        value: float,
+        statistic: Callable[[np.ndarray], np.ndarray],
+        *,
+        stratified: bool = False,
+        **details,
+    ) -> Measurement:
+        """``statistic`` maps (B, N) resample counts of each sample to (B,) metric values."""
         seed = self.seed * 1_000_003 + zlib.crc32(name.encode())
-        ci = bootstrap_interval(
-            statistic, self.n, resamples=self.resamples, seed=seed, confidence=self.confidence
+        n = self.n
+        result = bootstrap_interval(
+            lambda idx: statistic(resample_weights(idx, n)),
+            n,
+            resamples=self.resamples,
+            seed=seed,
+            confidence=self.confidence,
+            strata=self.labels if stratified else None,
+            stratum_names={c: f"class {name!r}" for c, name in enumerate(self.classes)},
+            vectorized=True,
         )
-        return Measurement(value, self.n, ci, f"bootstrap-percentile({self.resamples})", details)
+        if result.note:
+            details["ci_note"] = result.note
+        return Measurement(value, n, result.ci, result.method, details)
+
+    def _class_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C') one-hot of the labels over the classes present, and their indices."""
+        present = np.unique(self.labels)
+        return (self.labels[:, None] == present[None, :]).astype(np.float64), present
 
     def _balanced_accuracy(self) -> Measurement:
-        return self._bootstrap(
-            "balanced_accuracy", lambda i: F.balanced_accuracy(self.preds[i], self.labels[i])
-        )
+        onehot, _ = self._class_columns()
+        hits = onehot * (self.preds == self.labels)[:, None]
+
+        def statistic(w: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return ((w @ hits) / (w @ onehot)).mean(axis=-1)
+
+        value = F.balanced_accuracy(self.preds, self.labels) if self.n else math.nan
+        return self._bootstrap("balanced_accuracy", value, statistic, stratified=True)
 
     def _auc_ovr_macro(self) -> Measurement:
-        point = F.auc_ovr_macro(self.probs, self.labels)
-        m = self._bootstrap(
-            "auc_ovr_macro", lambda i: F.auc_ovr_macro_fast(self.probs[i], self.labels[i])
-        )
-        return Measurement(point, m.n, m.ci, m.ci_method)
+        value = F.auc_ovr_macro(self.probs, self.labels) if self.n else math.nan
+        num_classes = self.probs.shape[1]
+        if num_classes == 2:
+            parts = [F.weighted_auc_parts(self.probs[:, 1], self.labels == 1)]
+        else:
+            parts = [
+                F.weighted_auc_parts(self.probs[:, c], self.labels == c)
+                for c in np.unique(self.labels)
+            ]
+
+        def statistic(w: np.ndarray) -> np.ndarray:
+            return np.mean([F.weighted_auc(w, *p) for p in parts], axis=0)
+
+        return self._bootstrap("auc_ovr_macro", value, statistic, stratified=True)
 
     def _ece(self) -> Measurement:
+        gaps = F.calibration_gaps(self.probs, self.labels)
+
+        def statistic(w: np.ndarray) -> np.ndarray:
+            return np.abs(w @ gaps).sum(axis=-1) / w.sum(axis=-1)
+
         return self._bootstrap(
             "ece",
-            lambda i: F.expected_calibration_error(self.probs[i], self.labels[i]),
+            F.expected_calibration_error(self.probs, self.labels),
+            statistic,
             reliability=F.calibration_bins(self.probs, self.labels),
+            bias="ECE is biased upward at small n (noise in each bin adds to |gap|); BCa "
+            "corrects part of it, so the interval can lie below the estimate",
         )
 
     def _nll(self) -> Measurement:
-        return Measurement(F.negative_log_likelihood(self.logits, self.labels), self.n)
+        per_sample = F.per_sample_nll(self.logits, self.labels)
+        return self._bootstrap(
+            "nll",
+            float(per_sample.mean()) if self.n else math.nan,
+            lambda w: (w @ per_sample) / w.sum(axis=-1),
+        )

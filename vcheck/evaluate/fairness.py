@@ -53,7 +53,7 @@ from vcheck.evaluate.slices import SliceBins, domain_bins
 from vcheck.functional.fairness import FAIRNESS_METRICS, fairness_metrics, group_counts
 from vcheck.functional.group_bootstrap import stratified_bootstrap_interval
 from vcheck.functional.image_slices import MEASURES
-from vcheck.functional.intervals import wilson_interval
+from vcheck.functional.intervals import wilson_interval, worst_of_wilson
 from vcheck.profiles import (
     ERROR_RATE,
     PROPORTION,
@@ -380,9 +380,14 @@ def evaluate_attribute(
         )
     inc = [groups[i] for i in included]
     if inc:
-        worst = min(inc, key=lambda grp: grp.accuracy)
+        pick, ci = worst_of_wilson([grp.correct for grp in inc], [grp.n for grp in inc], confidence)
+        worst = inc[pick]
         measurements["worst_group_accuracy"] = Measurement(
-            worst.accuracy, worst.n, worst.ci, "wilson", {"worst_group": worst.name}
+            worst.accuracy,
+            worst.n,
+            ci,
+            f"wilson-bonferroni({len(inc)} groups)",
+            {"worst_group": worst.name},
         )
     else:
         measurements["worst_group_accuracy"] = Measurement(math.nan, 0)

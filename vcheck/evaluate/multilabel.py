@@ -307,7 +307,7 @@ class LabelSetEvaluator:
         classes: tuple[str, ...],
         *,
         f1_threshold: float = 0.5,
-        resamples: int = 200,
+        resamples: int = 1000,
         seed: int = 0,
         confidence: float = 0.95,
     ) -> None:
@@ -376,11 +376,12 @@ class LabelSetEvaluator:
     ) -> Measurement:
         value = statistic(np.arange(n)) if n else math.nan
         seed = self.seed * 1_000_003 + zlib.crc32(f"{self.spec.name}/{metric}".encode())
-        ci = bootstrap_interval(
+        result = bootstrap_interval(
             statistic, n, resamples=self.resamples, seed=seed, confidence=self.confidence
         )
-        method = f"bootstrap-percentile({self.resamples})"
-        return Measurement(value, n, ci, method, self._details(metric, **details))
+        if result.note:
+            details["ci_note"] = result.note
+        return Measurement(value, n, result.ci, result.method, self._details(metric, **details))
 
     @functools.cache  # noqa: B019 - one evaluator per label set, living for the session
     def measure(self, metric: str) -> Measurement:

@@ -68,7 +68,7 @@ def non_finite_fraction(predictions: Predictions) -> Measurement:
     logits = predictions.logits
     bad = int((~torch.isfinite(logits)).any(dim=1).sum())
     n = len(logits)
-    return Measurement(bad / n if n else 0.0, n, details={"non_finite_rows": bad})
+    return Measurement(bad / n if n else 0.0, n, details={"non_finite_rows": bad}, exact=True)
 
 
 def probability_like_rows(predictions: Predictions) -> Measurement:
@@ -92,4 +92,5 @@ def probability_like_rows(predictions: Predictions) -> Measurement:
         n,
         ci_method="exact",
         details={"probability_like_rows": k, "rule": rule},
+        exact=True,
     )

@@ -79,6 +79,40 @@ def auc_ovr_macro_fast(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(aucs))
 
 
+def weighted_auc_parts(
+    scores: np.ndarray, positive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`weighted_auc` needs of one binary problem, computed once per bootstrap.
+
+    Returns the positives' indices, the negatives' indices in increasing score, and for each
+    positive how many negatives score below it and how many score at most as high.
+    """
+    pos = np.flatnonzero(positive)
+    neg = np.flatnonzero(~positive)
+    neg = neg[np.argsort(scores[neg], kind="stable")]
+    sorted_neg = scores[neg]
+    below = np.searchsorted(sorted_neg, scores[pos], side="left")
+    at_most = np.searchsorted(sorted_neg, scores[pos], side="right")
+    return pos, neg, below, at_most
+
+
+def weighted_auc(
+    weights: np.ndarray, pos: np.ndarray, neg: np.ndarray, below: np.ndarray, at_most: np.ndarray
+) -> np.ndarray:
+    """ROC AUC with each sample counted ``weights[..., i]`` times (a bootstrap resample).
+
+    Mann-Whitney form: each positive earns the weight of the negatives scored below it, plus
+    half the weight of those tied with it. (B, N) weights -> (B,); NaN without both kinds.
+    """
+    w_neg = weights[..., neg]
+    cum = np.concatenate([np.zeros((*w_neg.shape[:-1], 1)), np.cumsum(w_neg, axis=-1)], axis=-1)
+    credit = (cum[..., below] + cum[..., at_most]) / 2
+    w_pos = weights[..., pos]
+    total = w_pos.sum(axis=-1) * cum[..., -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w_pos * credit).sum(axis=-1) / total
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """ECE with ``n_bins`` equal-width confidence bins over (0, 1].
 
@@ -94,6 +128,20 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
     gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
     return float(np.abs(gap).sum() / len(labels))
+
+
+def calibration_gaps(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> np.ndarray:
+    """(N, n_bins): each sample's correct - confidence in its bin's column, zeros elsewhere.
+
+    ``|weights @ gaps|`` summed over bins and divided by the total weight is the ECE of a
+    weighted (bootstrap) sample.
+    """
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    gaps = np.zeros((len(labels), n_bins))
+    gaps[np.arange(len(labels)), bins] = correct - confidence
+    return gaps
 
 
 def calibration_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
@@ -116,10 +164,15 @@ def _nan_to_none(a: np.ndarray) -> list:
     return [None if not np.isfinite(v) else round(float(v), 6) for v in a]
 
 
+def per_sample_nll(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) -log softmax(logits)[label], computed in float64."""
+    logp = log_softmax(logits.astype(np.float64), axis=1)
+    return -logp[np.arange(len(labels)), labels]
+
+
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
     """Mean of -log softmax(logits)[label], computed in float64."""
-    logp = log_softmax(logits.astype(np.float64), axis=1)
-    return float(-logp[np.arange(len(labels)), labels].mean())
+    return float(per_sample_nll(logits, labels).mean())
 
 
 def prior_corrected_predictions(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:

@@ -241,6 +241,7 @@ def compare(
                     "tolerance": tolerance,
                     "change": "current - baseline",
                 },
+                exact=bool(c.get("exact") and base.get("exact")),
             )
         )
     for name, mine in sorted(per_sample.items()):
@@ -261,6 +262,7 @@ def compare(
                 threshold=Threshold(profile.mcnemar_alpha, "min"),
                 ci_method="exact McNemar, one-sided",
                 gate=gate,
+                exact=True,  # a test's p-value against alpha: the gate is the test itself
                 nodeid="",
                 details={
                     "regressions": worse,

@@ -168,6 +168,8 @@ def _note(check: dict[str, Any], limit: int = 400) -> str:
         bits.append(f"worst class: {details['worst_class']}")
     if details.get("note"):
         bits.append(str(details["note"]))
+    if details.get("gate_refusal"):
+        bits.append(f"cannot be gated: {details['gate_refusal']}")
     text = "; ".join(bits)
     if len(text) > limit:
         text = text[: limit - 1] + "…"

@@ -75,6 +75,7 @@ CHECK = {
         "margin": _number_or_null,
         "nodeid": {"type": "string"},
         "details": {"type": "object"},
+        "exact": {"type": "boolean"},
     },
 }
 
