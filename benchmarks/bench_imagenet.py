@@ -101,7 +101,9 @@ def in_memory(reps: int, batch_size: int) -> tuple[float, float]:
 
     @torch.inference_mode()
     def bare() -> int:
-        out = [model.module(x[i : i + batch_size].float() / 255) for i in range(0, len(x), batch_size)]
+        out = [
+            model.module(x[i : i + batch_size].float() / 255) for i in range(0, len(x), batch_size)
+        ]
         return len(torch.cat(out))
 
     def ours() -> int:
