@@ -60,7 +60,7 @@ def soundness_benchmark(benchmark_name, vcheck_session):
 
 
 @pytest.fixture
-def verdicts(verifier_spec, soundness_benchmark, vcheck_session):
+def verdicts(verifier_spec, soundness_benchmark, vcheck_session, request):
     if verifier_spec in BUILTIN:
         try:
             from vcheck.verify._lirpa_compat import import_auto_lirpa
@@ -73,6 +73,9 @@ def verdicts(verifier_spec, soundness_benchmark, vcheck_session):
         verifier_spec, timeout=budget.timeout, bab_max_domains=budget.bab_max_domains
     )
 
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    interactive = bool(reporter is not None and reporter.isatty)
+
     def run():
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny networks: one thread is faster and deterministic
@@ -82,7 +85,14 @@ def verdicts(verifier_spec, soundness_benchmark, vcheck_session):
                 if vcheck_session.settings.no_cache
                 else (vcheck_session.settings.cache_dir / "verdicts")
             )
-            return run_verifier(verifier, soundness_benchmark, cache)
+            return run_verifier(
+                verifier,
+                soundness_benchmark,
+                cache,
+                write=vcheck_session.write_line,
+                label=verifier_spec,
+                interval=2.0 if interactive else 30.0,  # a CI log gets a few lines
+            )
         finally:
             torch.set_num_threads(threads)
 

@@ -55,6 +55,9 @@ def run(pytester, *args, select=BENCH):
 def test_sound_verifiers_pass_and_rates_are_reported(pytester):
     result = run(pytester, "--verifier=IBP", "--verifier=CROWN")
     assert result.ret == 0, result.stdout.str()
+    # Not a terminal: a progress line per verifier and network at the start and at the end.
+    assert result.stdout.str().count(f"vcheck: IBP on {BENCH}: ") == 2
+    result.stdout.fnmatch_lines([f"vcheck: CROWN on {BENCH}: 20/20 (100%) * instances/s"])
     checks = json.loads((pytester.path / METRICS).read_text())["checks"]
     by_metric = {c["metric"]: c for c in checks}
     for v in ("IBP", "CROWN"):
@@ -162,8 +165,9 @@ def checks_of(pytester) -> dict[str, dict]:
 
 def test_a_verifier_that_never_answers_fails_the_suite(pytester):
     false = "cmd:/bin/false {onnx} {vnnlib} {timeout} {result}"
-    result = run(pytester, f"--verifier={false}", select=f"{BENCH} and answered")
+    result = run(pytester, f"--verifier={false}", "-q", "-q", select=f"{BENCH} and answered")
     assert result.ret == 1
+    assert "instances/s" not in result.stdout.str()  # -q -q: no progress lines
     check = checks_of(pytester)[(f"unanswered[{false}]", BENCH)]
     assert check["outcome"] == "fail" and check["value"] == 1.0
     assert "exit code 1" in check["details"]["note"]

@@ -90,3 +90,14 @@ def test_an_entry_of_the_wrong_shape_is_recomputed_and_repaired(edge, calls, tmp
     calls.clear()
     run_verifier(LirpaVerifier("IBP"), edge, cache)
     assert calls == []
+
+
+def test_verifying_writes_progress_lines_and_a_warm_run_none(edge, tmp_path):
+    cache, lines = tmp_path / "verdicts", []
+    run_verifier(LirpaVerifier("IBP"), edge, cache, write=lines.append, label="IBP", interval=0)
+    assert lines[0].startswith(f"vcheck: IBP on {EDGE}: 1/2 (50%)")
+    assert lines[-1].startswith(f"vcheck: IBP on {EDGE}: 2/2 (100%)")
+    assert lines[-1].endswith("instances/s")
+    lines.clear()
+    run_verifier(LirpaVerifier("IBP"), edge, cache, write=lines.append, label="IBP")
+    assert lines == []  # every verdict from the cache: nothing to wait for

@@ -354,10 +354,11 @@ class VcheckSession:
 
     # -- memoised work -------------------------------------------------------------------
     def write_line(self, line: str) -> None:
-        """A progress line on the terminal, even while output is captured."""
+        """A progress line on the terminal, even while output is captured (none under
+        ``-q -q``)."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
+        if reporter is None or self.config.get_verbosity() <= -2:
             return
         ctx = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
         with ctx:

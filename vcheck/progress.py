@@ -17,9 +17,15 @@ class Progress:
     """
 
     def __init__(
-        self, label: str, total: int, write: Callable[[str], None], interval: float = 2.0
+        self,
+        label: str,
+        total: int,
+        write: Callable[[str], None],
+        interval: float = 2.0,
+        unit: str = "images",
     ) -> None:
         self.label, self.total, self.write, self.interval = label, total, write, interval
+        self.unit = unit
         self.done = 0
         self.start = time.perf_counter()
         self._last = -float("inf")
@@ -31,4 +37,5 @@ class Progress:
             self._last = now
             rate = self.done / max(now - self.start, 1e-9)
             pct = 100 * self.done / max(self.total, 1)
-            self.write(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) {rate:,.0f} images/s")
+            speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
+            self.write(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) {speed} {self.unit}/s")

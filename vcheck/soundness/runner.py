@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 from torch import nn
 
 from vcheck.errors import InvalidArgument, UnknownNameError, VcheckWarning
+from vcheck.progress import Progress
 from vcheck.report.document import write_atomic
 from vcheck.soundness.instances import Instance, SoundnessNetwork
 from vcheck.soundness.vnncomp import InstanceFiles, instance_files, read_benchmark
@@ -143,7 +145,12 @@ def check_soundness_dir(path: Path) -> None:
 
 
 def run_verifier(
-    verifier, benchmark: Benchmark, cache_dir: Path | None = None
+    verifier,
+    benchmark: Benchmark,
+    cache_dir: Path | None = None,
+    write: Callable[[str], None] | None = None,
+    label: str | None = None,
+    interval: float = 2.0,
 ) -> dict[str, Result]:
     """One verdict per instance id of ``benchmark``.
 
@@ -152,7 +159,9 @@ def run_verifier(
     versions of vcheck and auto_LiRPA; external commands and Python objects always run (their
     code can change under the same name). Only final answers are cached: "sat", "unsat",
     "unknown" and refusals by design; a "timeout" or another "error" is computed again next
-    run, and a damaged or malformed entry is recomputed (and rewritten).
+    run, and a damaged or malformed entry is recomputed (and rewritten). ``write`` gets
+    progress lines (``label`` on the benchmark, instances done), at most every ``interval``
+    seconds and once at the end, while instances are verified.
     """
     from vcheck.verify.bab import BranchAndBound
     from vcheck.verify.lirpa import LirpaVerifier
@@ -162,10 +171,24 @@ def run_verifier(
     cached = _read_cache(path) if path is not None and path.is_file() else {}
     if isinstance(verifier, ExternalVerifier):
         verifier = FileVerifier(verifier, benchmark)
-    results = {
-        i.id: cached[i.id] if i.id in cached else verifier.verify(benchmark.network, i)
-        for i in benchmark.network.instances
-    }
+    todo = [i for i in benchmark.network.instances if i.id not in cached]
+    progress = (
+        Progress(
+            f"vcheck: {label or repr(verifier)} on {benchmark.name}",
+            len(todo),
+            write,
+            interval,
+            unit="instances",
+        )
+        if write and todo
+        else None
+    )
+    fresh = {}
+    for inst in todo:
+        fresh[inst.id] = verifier.verify(benchmark.network, inst)
+        if progress:
+            progress.update(1)
+    results = {i.id: cached.get(i.id) or fresh[i.id] for i in benchmark.network.instances}
     keep = {k: r for k, r in results.items() if is_final(r)}
     if path is not None and keep.keys() != cached.keys():
         write_atomic(path, json.dumps({k: _result_json(r) for k, r in keep.items()}))
