@@ -28,6 +28,7 @@ soundness-benchmark: setup
 
 bench: setup
 	$(PY) benchmarks/bench_predictions.py
+	$(PY) benchmarks/bench_imagenet.py
 	$(PY) benchmarks/bench_report.py
 
 # The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).

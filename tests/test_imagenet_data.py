@@ -258,3 +258,16 @@ def test_real_labels_match_these_layouts_by_file_name(tmp_path, layout):
     matched = match_files(eval_set.ids, labels)
     assert matched.all()
     assert [labels[n.split("/")[-1]] for n in np.array(eval_set.ids)[[0, 2]]] == [(0, 5), (1,)]
+
+
+@pytest.mark.parametrize("layout", ["wnid", "flat"])
+def test_fairness_metadata_keyed_by_file_name_fits_these_layouts(tmp_path, layout):
+    from vcheck.data.metadata import attach_metadata, parse_metadata_setting
+
+    root = folder_tree(tmp_path / "val", "wnid") if layout == "wnid" else flat_tree(tmp_path)
+    eval_set, _ = load_imagenet("imagenet_val", root, CFG)
+    rows = [f"ILSVRC2012_val_{k:08d}.JPEG,{'north' if k % 2 else 'south'}" for k in range(9, 0, -1)]
+    (tmp_path / "meta.csv").write_text("file_name,region\n" + "\n".join(rows) + "\n")
+    spec = parse_metadata_setting({"imagenet_val": "meta.csv"}, tmp_path)["imagenet_val"]
+    regions = attach_metadata(eval_set, spec).metadata["region"].tolist()
+    assert regions == ["north", "south"] * 3
