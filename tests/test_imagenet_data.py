@@ -188,9 +188,19 @@ def test_all_200_imagenet_a_classes_are_recognised_without_the_name(tmp_path):
     assert layout.subset == "imagenet_a" and "holds exactly its 200 classes" in layout.reason
 
 
-def test_a_val_subset_is_not_mistaken_for_imagenet_r(tmp_path):
+def test_a_val_subset_is_not_mistaken_for_imagenet_r_but_the_choice_is_explained(tmp_path):
     root = imagenet_r_tree(tmp_path, name="val")  # R's wnids, but not named or complete
-    assert detect_layout(root).subset is None
+    layout = detect_layout(root)
+    assert layout.subset is None
+    assert "(all among ImageNet-R's 200: name the folder or eval set imagenet-r" in layout.reason
+
+
+def test_loose_val_files_beside_class_folders_are_ignored_and_said_so(tmp_path):
+    root = folder_tree(tmp_path / "val", "wnid")
+    write_jpeg(root / "ILSVRC2012_val_00000042.JPEG", seed=42)
+    eval_set, layout = load_imagenet("imagenet_val", root, CFG)
+    assert len(eval_set) == 6
+    assert "its 1 loose ILSVRC2012_val_ files are ignored" in layout.explanation
 
 
 class _Index(nn.Module):
