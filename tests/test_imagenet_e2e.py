@@ -123,3 +123,35 @@ def test_real_labels_and_fairness_metadata_match_by_file_name(
     region = [c for c in checks if c["suite"] == "fairness" and c["slice"] == "region"]
     groups = {g["group"]: g["n"] for g in region[0]["details"]["groups"]}
     assert groups == {"north": 3, "south": 3}
+
+
+def test_timm_model_from_the_hub_cache_on_a_wnid_subset(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    name = "test_resnet.r160_in1k"
+    net = timm.create_model(name)
+    snapshot = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(snapshot.name)
+    save_file(net.state_dict(), snapshot / "model.safetensors")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    root = folder_tree(tmp_path / "data" / "val", "wnid")
+    result = run_suites(
+        pytester,
+        SUITES / "test_accuracy.py",
+        f"--model=timm:{name}",
+        f"--data-root={root}",
+        f"--cache-dir={tmp_path / 'cache'}",
+        "--metrics-json=m.json",
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
+    assert "errors" not in result.parseoutcomes(), out
+    doc = read_json(pytester.path / "m.json")
+    assert doc["model"]["name"] == f"timm:{name}"
+    assert doc["profile"]["path"].endswith("profiles/imagenet.toml")  # generic floors
+    assert [(e["name"], e["n"]) for e in doc["eval_sets"]] == [("imagenet_val", 6)]
