@@ -35,6 +35,7 @@ soundness-benchmark: setup
 
 bench: setup
 	$(PY) benchmarks/bench_predictions.py
+	$(PY) benchmarks/bench_imagenet.py
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_intervals.py
 	$(PY) benchmarks/bench_default_run.py

@@ -188,9 +188,19 @@ def test_all_200_imagenet_a_classes_are_recognised_without_the_name(tmp_path):
     assert layout.subset == "imagenet_a" and "holds exactly its 200 classes" in layout.reason
 
 
-def test_a_val_subset_is_not_mistaken_for_imagenet_r(tmp_path):
+def test_a_val_subset_is_not_mistaken_for_imagenet_r_but_the_choice_is_explained(tmp_path):
     root = imagenet_r_tree(tmp_path, name="val")  # R's wnids, but not named or complete
-    assert detect_layout(root).subset is None
+    layout = detect_layout(root)
+    assert layout.subset is None
+    assert "(all among ImageNet-R's 200: name the folder or eval set imagenet-r" in layout.reason
+
+
+def test_loose_val_files_beside_class_folders_are_ignored_and_said_so(tmp_path):
+    root = folder_tree(tmp_path / "val", "wnid")
+    write_jpeg(root / "ILSVRC2012_val_00000042.JPEG", seed=42)
+    eval_set, layout = load_imagenet("imagenet_val", root, CFG)
+    assert len(eval_set) == 6
+    assert "its 1 loose ILSVRC2012_val_ files are ignored" in layout.explanation
 
 
 class _Index(nn.Module):
@@ -258,3 +268,16 @@ def test_real_labels_match_these_layouts_by_file_name(tmp_path, layout):
     matched = match_files(eval_set.ids, labels)
     assert matched.all()
     assert [labels[n.split("/")[-1]] for n in np.array(eval_set.ids)[[0, 2]]] == [(0, 5), (1,)]
+
+
+@pytest.mark.parametrize("layout", ["wnid", "flat"])
+def test_fairness_metadata_keyed_by_file_name_fits_these_layouts(tmp_path, layout):
+    from vcheck.data.metadata import attach_metadata, parse_metadata_setting
+
+    root = folder_tree(tmp_path / "val", "wnid") if layout == "wnid" else flat_tree(tmp_path)
+    eval_set, _ = load_imagenet("imagenet_val", root, CFG)
+    rows = [f"ILSVRC2012_val_{k:08d}.JPEG,{'north' if k % 2 else 'south'}" for k in range(9, 0, -1)]
+    (tmp_path / "meta.csv").write_text("file_name,region\n" + "\n".join(rows) + "\n")
+    spec = parse_metadata_setting({"imagenet_val": "meta.csv"}, tmp_path)["imagenet_val"]
+    regions = attach_metadata(eval_set, spec).metadata["region"].tolist()
+    assert regions == ["north", "south"] * 3

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchvision
 from _imagenet_trees import flat_tree, folder_tree, imagenet_r_tree, v2_tree
-from _plugin_runs import SUITES, read_json, run_suites
+from _plugin_runs import REPO, SUITES, read_json, run_suites
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
@@ -81,3 +81,77 @@ def test_convnext_t_on_each_layout(
     assert doc["profile"]["path"].endswith("profiles/published/convnext_tiny.toml")
     expected = "ImageNet-R (named so)" if layout == "imagenet_r" else str(root)
     assert f"vcheck: imagenet_val: {root}" in out and expected in out
+
+
+def test_real_labels_and_fairness_metadata_match_by_file_name(
+    torch_home: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ReaL (keyed ILSVRC2012_val_k by position) and a metadata table keyed by file name
+    apply to wnid class folders, whose sample ids are ``wnid/ILSVRC2012_val_k.JPEG``."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    root = folder_tree(tmp_path / "data" / "val", "wnid")
+    published = (REPO / "fixtures/profiles/published/convnext_tiny.toml").read_text()
+    real = REPO / "fixtures" / "imagenet" / "real.json"
+    pytester.makefile(
+        ".toml",
+        profile=published
+        + f'\n[multilabel.label_sets.real]\neval_set = "imagenet_val"\nformat = "real"\n'
+        f'path = "{real}"\n\n[fairness]\nmin_group_size = 1\nmin_class_samples = 1\n',
+        vcheck='metadata = { imagenet_val = "meta.csv" }\n',
+    )
+    rows = [f"ILSVRC2012_val_{k:08d}.JPEG,{'north' if k <= 3 else 'south'}" for k in range(1, 7)]
+    (pytester.path / "meta.csv").write_text("file_name,region\n" + "\n".join(rows) + "\n")
+    result = run_suites(
+        pytester,
+        SUITES / "test_multilabel.py",
+        SUITES / "test_fairness.py",
+        "--model=convnext_t",
+        f"--weights={torch_home / 'convnext_tiny_random.pth'}",
+        f"--data-root={root}",
+        "--vcheck-config=vcheck.toml",
+        "--profile=profile.toml",
+        f"--cache-dir={tmp_path / 'cache'}",
+        "--metrics-json=m.json",
+    )
+    out = result.stdout.str()
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), out
+    outcomes = result.parseoutcomes()
+    assert "errors" not in outcomes and "error" not in outcomes, out
+    checks = read_json(pytester.path / "m.json")["checks"]
+    real_checks = [c for c in checks if c["suite"] == "multilabel" and c["metric"] == "top1"]
+    assert real_checks and real_checks[0]["n"] == 5  # ILSVRC2012_val_00000001: no ReaL label
+    region = [c for c in checks if c["suite"] == "fairness" and c["slice"] == "region"]
+    groups = {g["group"]: g["n"] for g in region[0]["details"]["groups"]}
+    assert groups == {"north": 3, "south": 3}
+
+
+def test_timm_model_from_the_hub_cache_on_a_wnid_subset(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    name = "test_resnet.r160_in1k"
+    net = timm.create_model(name)
+    snapshot = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(snapshot.name)
+    save_file(net.state_dict(), snapshot / "model.safetensors")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    root = folder_tree(tmp_path / "data" / "val", "wnid")
+    result = run_suites(
+        pytester,
+        SUITES / "test_accuracy.py",
+        f"--model=timm:{name}",
+        f"--data-root={root}",
+        f"--cache-dir={tmp_path / 'cache'}",
+        "--metrics-json=m.json",
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
+    assert "errors" not in result.parseoutcomes(), out
+    doc = read_json(pytester.path / "m.json")
+    assert doc["model"]["name"] == f"timm:{name}"
+    assert doc["profile"]["path"].endswith("profiles/imagenet.toml")  # generic floors
+    assert [(e["name"], e["n"]) for e in doc["eval_sets"]] == [("imagenet_val", 6)]

@@ -149,6 +149,13 @@ def detect_layout(root: Path, set_name: str = "") -> ImageNetLayout:
                 subset, why = key, "holds exactly its 200 classes"
     if subset is None:
         reason = f"WordNet-id class folders, {len(folders)} of ImageNet's 1000 classes{also}"
+        within = [k for k in SUBSETS if set(folders) <= set(class_list(f"{k}_synsets"))]
+        if within and len(folders) > 1:  # ambiguous: say how to pick the 200-class protocol
+            names = " and ".join(SUBSETS[k] for k in within)
+            reason += (
+                f" (all among {names}'s 200: name the folder or eval set "
+                f"{within[0].replace('_', '-')} to score on those 200 logits only)"
+            )
         return ImageNetLayout("folders", root, "wnid", reason=reason)
     reason = f"{SUBSETS[subset]} ({why}): scored on its 200 classes' logits only{also}"
     return ImageNetLayout("folders", root, "wnid", subset, reason=reason)
