@@ -9,7 +9,7 @@
    the pytest process) side by side. On shared cores wall-clock time grows with the load,
    CPU time much less.
 
-    .venv/bin/python benchmarks/bench_intervals.py --draws 200 --reps 3
+    .venv/bin/python benchmarks/bench_intervals.py --draws 100 --reps 3
 """
 
 from __future__ import annotations
@@ -96,13 +96,15 @@ def cold_runs(before: str, reps: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=200, help="synthetic eval sets per cell")
+    parser.add_argument("--draws", type=int, default=100, help="synthetic eval sets per cell")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--reps", type=int, default=3, help="cold runs of each tree")
     parser.add_argument("--before", default=BEFORE, help="git revision to time against")
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-coverage", action="store_true")
     args = parser.parse_args()
-    coverage_table(args.draws, args.confidence)
+    if not args.skip_coverage:
+        coverage_table(args.draws, args.confidence)
     if not args.skip_timing:
         cold_runs(args.before, args.reps)
     return 0

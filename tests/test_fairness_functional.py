@@ -311,7 +311,7 @@ def test_stratified_bootstrap_keeps_group_sizes_and_is_seeded():
         seen.append(np.bincount(strata[idx], minlength=3).tolist())
         return np.array([len(idx), strata[idx].mean()])
 
-    low, high = stratified_bootstrap_interval(statistic, strata, resamples=30, seed=1)
+    low, high, _ = stratified_bootstrap_interval(statistic, strata, resamples=30, seed=1)
     assert all(s == [5, 50, 500] for s in seen)
     assert low.tolist() == high.tolist() == [555, strata.mean()]
     x = np.random.default_rng(0).random(555)
@@ -320,13 +320,13 @@ def test_stratified_bootstrap_keeps_group_sizes_and_is_seeded():
     assert a == b and a[0] < x.mean() < a[1]
 
 
-def test_stratified_bootstrap_drops_undefined_resamples():
+def test_stratified_bootstrap_counts_undefined_resamples_instead_of_dropping_them():
     strata = np.repeat([0, 1], 20)
     calls = iter(range(10**6))
 
     def statistic(idx):
-        return math.nan if next(calls) % 3 == 0 else 1.0
+        return np.array([math.nan if next(calls) % 3 == 0 else 1.0, 2.0])
 
-    assert stratified_bootstrap_interval(statistic, strata, resamples=60, seed=0) == (1.0, 1.0)
-    low, high = stratified_bootstrap_interval(lambda idx: math.nan, strata, resamples=60, seed=0)
-    assert math.isnan(low) and math.isnan(high)
+    low, high, undefined = stratified_bootstrap_interval(statistic, strata, resamples=60, seed=0)
+    assert math.isnan(low[0]) and math.isnan(high[0]) and undefined[0] == 20
+    assert (low[1], high[1], undefined[1]) == (2.0, 2.0, 0)

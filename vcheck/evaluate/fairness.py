@@ -356,11 +356,12 @@ def evaluate_attribute(
     point = statistic(np.arange(len(y)))
     seed = seed * 1_000_003 + zlib.crc32(f"{eval_set}/{attribute}".encode())
     if len(included) >= 2:
-        low, high = stratified_bootstrap_interval(
+        low, high, undefined = stratified_bootstrap_interval(
             statistic, g, resamples=resamples, seed=seed, confidence=confidence
         )
     else:
         low = high = np.full(len(point), np.nan)
+        undefined = np.zeros(len(point), dtype=np.int64)
     method = f"stratified-bootstrap-percentile({resamples})"
     total = len(y)
     counts = group_counts(y, p, g, len(included), classes)
@@ -368,6 +369,8 @@ def evaluate_attribute(
     measurements: dict[str, Measurement] = {}
     for j, metric in enumerate(_BOOTSTRAPPED):
         details = {"groups": len(included)}
+        if undefined[j]:
+            details["ci_note"] = f"undefined in {undefined[j]} of {resamples} resamples"
         if metric in FAIRNESS_METRICS:
             details.update(
                 classes=len(classes),

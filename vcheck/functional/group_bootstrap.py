@@ -7,9 +7,9 @@ with replacement within itself (as ``scipy.stats.bootstrap`` does per sample, on
 group), and one statistic call may return several values, so all metrics of one attribute
 share the same resamples.
 
-It sits beside :func:`vcheck.functional.intervals.bootstrap_interval` (same seed and NaN
-rules: resamples where a value is undefined are dropped, and too few finite ones give NaN),
-so that the interval methods can later move to one implementation.
+It sits beside :func:`vcheck.functional.intervals.bootstrap_interval` with the same rule for
+undefined values: a resample where a value is undefined is counted, never dropped (dropping
+it would narrow the interval), and that value then has no interval.
 
 Public names: stratified_bootstrap_interval.
 """
@@ -28,7 +28,7 @@ def stratified_bootstrap_interval(
     resamples: int,
     seed: int,
     confidence: float = 0.95,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile interval of ``statistic(indices)`` under resampling within each stratum.
 
     Args:
@@ -36,13 +36,13 @@ def stratified_bootstrap_interval(
         strata: (N,) group code of every sample.
 
     Returns:
-        ``(low, high)``, each shaped like the statistic's value; NaN where fewer than
-        ``max(10, resamples // 2)`` resamples gave a finite value.
+        ``(low, high, undefined)``, each shaped like the statistic's value: the interval, NaN
+        where any resample gave a non-finite value, and how many resamples did.
 
     >>> strata = np.repeat([0, 1], 50)
     >>> x = np.r_[np.zeros(50), np.ones(50)]
-    >>> low, high = stratified_bootstrap_interval(lambda i: x[i].mean(), strata, resamples=50,
-    ...                                           seed=0)
+    >>> low, high, _ = stratified_bootstrap_interval(lambda i: x[i].mean(), strata,
+    ...                                              resamples=50, seed=0)
     >>> float(low), float(high)  # group sizes are fixed, so the mean cannot move
     (0.5, 0.5)
     """
@@ -58,12 +58,8 @@ def stratified_bootstrap_interval(
         values.append(np.atleast_1d(value))
     table = np.stack(values)
     alpha = (1 - confidence) / 2
-    low = np.full(table.shape[1], np.nan)
-    high = np.full(table.shape[1], np.nan)
-    for j in range(table.shape[1]):
-        column = table[:, j][np.isfinite(table[:, j])]
-        if len(column) >= max(10, resamples // 2):
-            low[j], high[j] = np.quantile(column, [alpha, 1 - alpha])
+    undefined = (~np.isfinite(table)).sum(axis=0)
+    low, high = np.quantile(np.where(undefined > 0, np.nan, table), [alpha, 1 - alpha], axis=0)
     if scalar:
-        return low[0], high[0]
-    return low, high
+        return low[0], high[0], undefined[0]
+    return low, high, undefined

@@ -168,6 +168,8 @@ def _note(check: dict[str, Any], limit: int = 400) -> str:
         bits.append(f"worst class: {details['worst_class']}")
     if details.get("note"):
         bits.append(str(details["note"]))
+    if details.get("interval"):
+        bits.append(f"interval: {details['interval']}")
     if details.get("gate_refusal"):
         bits.append(f"cannot be gated: {details['gate_refusal']}")
     text = "; ".join(bits)
@@ -411,7 +413,11 @@ def _check_figures(suite_checks: list[dict[str, Any]], suite: str) -> list[tuple
                 "n": [sizes[k] for k in names] if set(sizes) >= set(names) else None,
                 "value_label": "recall",
             }
-            if data["n"] is not None:
+            class_ci = details.get("per_class_ci") or {}  # at the run's confidence
+            if set(class_ci) >= set(names):
+                data["low"] = [class_ci[k][0] for k in names]
+                data["high"] = [class_ci[k][1] for k in names]
+            elif data["n"] is not None:  # metrics.json of an older run
                 from vcheck.functional.intervals import wilson_interval
 
                 cis = [
