@@ -29,6 +29,7 @@ soundness-benchmark: setup
 bench: setup
 	$(PY) benchmarks/bench_predictions.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_adversarial.py
 
 # The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).
 bench-soundness: setup
