@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/bench_imagenet.py
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_intervals.py
+	$(PY) benchmarks/bench_adversarial.py
 	$(PY) benchmarks/bench_default_run.py
 
 # The README's soundness tables: manifests plus every built-in verifier (about 5 minutes).

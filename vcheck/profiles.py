@@ -44,6 +44,8 @@ SUITE_TABLES: dict[str, str] = {
     "fairness": "vcheck.evaluate.fairness:parse_profile",
     "patch": "vcheck.evaluate.patch:parse_profile",
     "multilabel": "vcheck.evaluate.multilabel:parse_profile",
+    "adversarial": "vcheck.evaluate.adversarial:parse_profile",
+    "corruptions": "vcheck.evaluate.corruptions:parse_profile",
 }
 
 
