@@ -370,7 +370,10 @@ def test_model_certified_implies_robust_implies_clean(
         SUITE,
         "certified_but_not_robust",
         Measurement(
-            len(broken), sample.n, {"samples": broken.tolist(), "setting": where}, exact=True
+            len(broken),
+            sample.n,
+            details={"samples": broken.tolist(), "setting": where},
+            exact=True,
         ),
         eval_set=eval_set.name,
         threshold=NONE_ALLOWED,

@@ -18,6 +18,7 @@ non-finite outputs, differences between two passes) are compared as they are und
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -187,3 +188,11 @@ class Measurement:
     # An exact property (a count of non-finite rows, a difference between two passes): no
     # sampling error, so it is compared as it is under every gate.
     exact: bool = False
+
+    def __post_init__(self) -> None:
+        # A positional dict or a 4-field interval object in the ``ci`` slot would only
+        # surface when the report is written, after every test: refuse it where it is built.
+        if self.ci is not None and (
+            len(self.ci) != 2 or not all(isinstance(v, numbers.Real) for v in self.ci)
+        ):
+            raise TypeError(f"Measurement.ci must be (low, high) or None, not {self.ci!r}")
