@@ -74,8 +74,13 @@ def margin_lower_bounds(
     *,
     targets: Sequence[int] | None = None,
     alpha_iterations: int = 20,
+    stop_when_proved: bool = False,
 ) -> Tensor:
     """Lower bounds of ``f_label - f_j`` over the box, shape ``(batch, n_targets)``.
+
+    ``stop_when_proved``: alpha-CROWN stops optimising once every margin bound of a box is
+    > 0 (auto_LiRPA keeps the best bounds seen, so the verdict "proved" is the same as after
+    every iteration; only the bound values are looser).
 
     ``label`` is one class or one per row. ``j`` runs over ``targets`` (in that order) or, by
     default, over every class but the row's label in increasing order. The margins go into
@@ -108,7 +113,16 @@ def margin_lower_bounds(
     spec = torch.zeros(batch, n_targets, n_classes)
     spec.scatter_(2, labels[:, None, None].expand(-1, n_targets, 1), 1.0)
     spec.scatter_(2, target_idx[:, :, None], -1.0)
-    lb, _ = _compute(net, lower, upper, method, spec, alpha_iterations, bound_upper=False)
+    lb, _ = _compute(
+        net,
+        lower,
+        upper,
+        method,
+        spec,
+        alpha_iterations,
+        bound_upper=False,
+        stop_when_proved=stop_when_proved,
+    )
     return lb
 
 
@@ -162,6 +176,7 @@ def _compute(
     alpha_iterations: int,
     *,
     bound_upper: bool,
+    stop_when_proved: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     if method not in _LIRPA_METHOD:
         raise InvalidArgument(f"method={method!r}; expected one of {', '.join(METHODS)}")
@@ -172,7 +187,16 @@ def _compute(
     # a batch > 1, and on CPU one box at a time is no slower.
     rows = [slice(None)] if method == "IBP" else [slice(i, i + 1) for i in range(len(lower))]
     parts = [
-        _compute_box(net, lower[r], upper[r], method, spec[r], alpha_iterations, bound_upper)
+        _compute_box(
+            net,
+            lower[r],
+            upper[r],
+            method,
+            spec[r],
+            alpha_iterations,
+            bound_upper,
+            stop_when_proved,
+        )
         for r in rows
     ]
     lb = torch.cat([lb for lb, _ in parts])
@@ -187,10 +211,14 @@ def _compute_box(
     spec: Tensor,
     alpha_iterations: int,
     bound_upper: bool,
+    stop_when_proved: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     lirpa = import_auto_lirpa()
     module = _bounded_module(net, tuple(lower.shape))
-    module.set_bound_opts({"optimize_bound_args": {"iteration": alpha_iterations}})
+    stop = _all_positive if stop_when_proved else _never
+    module.set_bound_opts(
+        {"optimize_bound_args": {"iteration": alpha_iterations, "stop_criterion_func": stop}}
+    )
     box = lirpa.PerturbationLpNorm(norm=np.inf, x_L=lower, x_U=upper)
     x = lirpa.BoundedTensor((lower + upper) / 2, box)
     # alpha-CROWN optimises its relaxation slopes by gradient descent; the module is in eval
@@ -212,6 +240,16 @@ def _compute_box(
     if method != "IBP":
         _check_smooth_relaxations(module, method)
     return lb.detach(), None if ub is None else ub.detach()
+
+
+def _all_positive(lb: Tensor) -> Tensor:
+    """alpha-CROWN's stop criterion: every margin bound proved (strictly, as the verdict)."""
+    return (lb > 0).all()
+
+
+def _never(lb: Tensor) -> bool:
+    """auto_LiRPA's default stop criterion: run every iteration."""
+    return False
 
 
 def _smooth_nodes(module: Any) -> list[Any]:
