@@ -147,7 +147,10 @@ def test_benchmark_counterexamples_are_genuine_and_hidden(soundness_benchmark, r
         SUITE,
         "invalid_or_exposed_counterexamples",
         Measurement(
-            len(problems), len(bench.network.instances), {"problems": problems}, exact=True
+            len(problems),
+            len(bench.network.instances),
+            details={"problems": problems},
+            exact=True,
         ),
         eval_set=bench.name,
         threshold=NONE_ALLOWED,
@@ -318,7 +321,10 @@ def test_model_certified_implies_robust_implies_clean(
         SUITE,
         "certified_but_not_robust",
         Measurement(
-            len(broken), sample.n, {"samples": broken.tolist(), "setting": where}, exact=True
+            len(broken),
+            sample.n,
+            details={"samples": broken.tolist(), "setting": where},
+            exact=True,
         ),
         eval_set=eval_set.name,
         threshold=NONE_ALLOWED,
