@@ -29,6 +29,24 @@ sys.path.insert(0, str(REPO))
 
 from tests._coverage import SCENARIOS, coverage  # noqa: E402
 
+# The accuracy evaluator's interval metrics on a synthetic 10,000 x 10 eval set, in a fresh
+# interpreter of either tree with that tree's default resamples: CPU seconds, less noisy
+# on shared cores than a whole run.
+EVALUATOR_SCRIPT = """
+import sys, time, torch
+from vcheck.evaluate.accuracy import AccuracyEvaluator
+from vcheck.predictions import Predictions
+g = torch.Generator().manual_seed(0)
+labels = torch.randint(0, 10, (10_000,), generator=g)
+logits = torch.randn(10_000, 10, generator=g) * 2
+logits[torch.arange(10_000), labels] += 3
+p = Predictions(logits, labels, [str(i) for i in range(10_000)], "softmax", "k", 0.0, False)
+ev = AccuracyEvaluator(p, tuple("abcdefghij"))
+start = time.process_time()
+for m in ("balanced_accuracy", "worst_class_recall", "auc_ovr_macro", "ece", "nll"):
+    ev.measure(m)
+print(time.process_time() - start)
+"""
 BEFORE = "57ed7d9"  # main just before the intervals change (200 percentile resamples)
 SIZES = (50, 200, 1000, 10_000)
 
@@ -67,6 +85,15 @@ def timed(tree: Path, cache: Path) -> tuple[float, float]:
     return seconds, _cpu() - cpu
 
 
+def evaluator_cpu(tree: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.run(
+        [sys.executable, "-c", EVALUATOR_SCRIPT], cwd=tree, env=env, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    return float(proc.stdout.split()[-1])
+
+
 def cold_runs(before: str, reps: int) -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="vcheck-bench-intervals-") as tmp:
@@ -81,6 +108,10 @@ def cold_runs(before: str, reps: int) -> None:
         for rep in range(reps):
             runs["before"].append(timed(old, root / f"b{rep}"))
             runs["after"].append(timed(REPO, root / f"a{rep}"))
+        evaluator = {
+            label: statistics.median(evaluator_cpu(tree) for _ in range(reps))
+            for label, tree in (("before", old), ("after", REPO))
+        }
     med = {k: [statistics.median(r[i] for r in v) for i in (0, 1)] for k, v in runs.items()}
     print(f"\ncold `pytest suites/test_accuracy.py`, median of {reps} (wall / CPU seconds):")
     print(f"before ({before}): {med['before'][0]:6.1f} / {med['before'][1]:6.1f}")
@@ -89,6 +120,10 @@ def cold_runs(before: str, reps: int) -> None:
         f"after - before:    {med['after'][0] - med['before'][0]:+6.1f} / "
         f"{med['after'][1] - med['before'][1]:+6.1f}  (budget +5 s); runs: "
         + "; ".join(f"{k} " + ", ".join(f"{w:.1f}/{c:.1f}" for w, c in v) for k, v in runs.items())
+    )
+    print(
+        f"accuracy evaluator's interval metrics, n = 10,000, CPU seconds (median of {reps}): "
+        f"before {evaluator['before']:.2f}, after {evaluator['after']:.2f}"
     )
     print(f"load average (1 min) before/after: {load:.1f} / {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip

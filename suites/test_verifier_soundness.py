@@ -157,7 +157,10 @@ def test_benchmark_counterexamples_are_genuine_and_hidden(soundness_benchmark, r
         SUITE,
         "invalid_or_exposed_counterexamples",
         Measurement(
-            len(problems), len(bench.network.instances), details={"problems": problems}, exact=True
+            len(problems),
+            len(bench.network.instances),
+            details={"problems": problems},
+            exact=True,
         ),
         eval_set=bench.name,
         threshold=NONE_ALLOWED,

@@ -19,8 +19,9 @@ from tests._coverage import SCENARIOS, coverage
 NOMINAL = 0.95
 PROMISED = [name for name, s in SCENARIOS.items() if s.promised]
 FAST = ["top1", "worst_class_recall", "balanced_accuracy", "nll"]
-# (n, draws): the draws shrink as each draw gets dearer.
-SIZES = {50: 200, 200: 200, 1000: 100, 10_000: 40}
+# (n, draws): the draws shrink as each draw gets dearer, and the tolerance grows with them
+# (at 20 draws it only catches a gross miss); the benchmark prints the finer figures.
+SIZES = {50: 200, 200: 100, 1000: 50, 10_000: 20}
 
 
 def _cases():
