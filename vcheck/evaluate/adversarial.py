@@ -103,6 +103,7 @@ class AdversarialProfile:
         return {
             "samples": self.samples,
             "minimal_norm": self.minimal_norm_with,
+            "minimal_norm_attack": "L2DeepFool(steps=10, candidates=3)",
             "noise_repeats": self.noise_repeats,
             "examples_per_class": self.examples_per_class,
         }

@@ -23,7 +23,7 @@ from torch import nn
 from vcheck.data import multi_object
 from vcheck.data.evalset import TensorEvalSet, stratified_indices
 from vcheck.data.fashion_mnist import load_fashion_mnist
-from vcheck.models import backdoor
+from vcheck.models import adversarial, backdoor
 from vcheck.models.base import Normalized, file_sha256, state_dict_fingerprint
 from vcheck.models.biased import without_most_of_slice
 from vcheck.models.zoo import ZOO, fixtures_dir
@@ -47,11 +47,14 @@ RECIPES = {
     "fmnist_biased": Recipe(epochs=5),  # fmnist_mlp's recipe on a biased training subset
     "fmnist_backdoor": Recipe(epochs=3),
     "fmnist_multilabel": Recipe(epochs=4),
+    "fmnist_adv": Recipe(epochs=2),
 }
 # Models trained on a subset of the train split: name -> (train set, seed) -> (subset, card note).
 TRAIN_SUBSETS = {"fmnist_biased": without_most_of_slice}
 # Models trained on poisoned batches: name -> the poisoning (vcheck.models.backdoor).
 POISONED = {"fmnist_backdoor": backdoor.TRIGGER}
+# Models trained on adversarial batches: name -> the threat model (vcheck.models.adversarial).
+ADVERSARIAL = {"fmnist_adv": adversarial.ADV_TRAINING}
 
 
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -134,6 +137,8 @@ def train(
     gen = torch.Generator().manual_seed(recipe.seed)
     spec = POISONED.get(name)
     poison = backdoor.make_poisoner(spec, recipe.seed + 1) if spec else None
+    adv_spec = ADVERSARIAL.get(name)
+    perturb = adversarial.make_perturber(adv_spec, recipe.seed + 2) if adv_spec else None
     start = time.perf_counter()
     data, loss_fn, evaluate = OBJECTIVES.get(name, (None, nn.functional.cross_entropy, None))
     for epoch in range(recipe.epochs):
@@ -148,6 +153,8 @@ def train(
             x, y = pixels[idx].float() / 255, targets[idx]
             if poison is not None:
                 x, y = poison(x, y)
+            if perturb is not None:
+                x = perturb(model, x, y)
             loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,6 +207,7 @@ def train(
         },
         "test_metrics": {k: round(v, 6) for k, v in metrics.items()},
         **({"backdoor": spec.describe()} if spec else {}),
+        **({"adversarial_training": adv_spec.describe()} if adv_spec else {}),
         "weights_sha256": file_sha256(weights),
         "state_dict_sha256": state_dict_fingerprint(net),
         "training_seconds": round(seconds, 1),

@@ -127,6 +127,12 @@ def fmnist_backdoor() -> nn.Module:
     )
 
 
+def fmnist_adv() -> nn.Module:
+    """Two 3x3 conv layers with BatchNorm and max-pools, one hidden dense layer (0.1M),
+    adversarially trained (vcheck.models.adversarial)."""
+    return fmnist_backdoor()
+
+
 def fmnist_multilabel() -> nn.Module:
     """Four 3x3 conv layers with BatchNorm, two max-pools, a 64-unit dense layer; one
     independent (sigmoid) score per class, for images holding several items (0.27M)."""
@@ -169,6 +175,12 @@ ZOO: dict[str, ZooEntry] = {
             fmnist_multilabel,
             FASHION_MNIST_MULTILABEL_CFG,
             "multi-label CNN (sigmoid), trained on multi-object composites",
+        ),
+        ZooEntry(
+            "fmnist_adv",
+            fmnist_adv,
+            FASHION_MNIST_CFG,
+            "small CNN adversarially trained (FGSM-RS, L-inf 0.1; passes an L-inf gate)",
         ),
     )
 }
