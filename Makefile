@@ -2,6 +2,9 @@
 # `make test` (vcheck's own tests). Both set up what they need through scripts/setup.sh.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# vcheck's own tests run in two pytest-xdist workers (the machines here have 2 cores; the
+# caches they share lock per entry). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint zoo soundness-benchmark bench bench-soundness bench-fairness bench-patch bench-multilabel clean
 
@@ -18,8 +21,8 @@ run: setup
 SCALAR_CPU := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41
 
 test: setup lint
-	$(PY) -m pytest tests/ $(PYTEST_ARGS)
-	$(SCALAR_CPU) $(PY) -m pytest tests/ -m "trains and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/ -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(SCALAR_CPU) $(PY) -m pytest tests/ -n $(TEST_WORKERS) -m "trains and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check .
