@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 
+def default_interval() -> float:
+    """Seconds between progress lines: 2 on a terminal, 30 in a log (CI keeps a few lines)."""
+    stream = sys.__stdout__
+    return 2.0 if stream is not None and stream.isatty() else 30.0
+
+
 class Progress:
-    """Calls ``write(line)`` at most every ``interval`` seconds, plus once at the end.
+    """Calls ``write(line)`` at most every ``interval`` seconds (default
+    :func:`default_interval`), plus once at the end.
 
     Example:
         >>> p = Progress("predict fmnist_test", total=2, write=print, interval=0)
@@ -21,10 +29,11 @@ class Progress:
         label: str,
         total: int,
         write: Callable[[str], None],
-        interval: float = 2.0,
+        interval: float | None = None,
         unit: str = "images",
     ) -> None:
-        self.label, self.total, self.write, self.interval = label, total, write, interval
+        self.label, self.total, self.write = label, total, write
+        self.interval = default_interval() if interval is None else interval
         self.unit = unit
         self.done = 0
         self.start = time.perf_counter()
