@@ -368,3 +368,42 @@ def test_accuracy_suites_auc_takes_a_sigmoid_models_scores():
     scores = 1 / (1 + np.exp(-(rng.normal(size=(40, 4)) + 2 * np.eye(4)[labels])))
     expected = np.mean([roc_auc_score(labels == c, scores[:, c]) for c in range(4)])
     assert classification.auc_ovr_macro(scores, labels) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_weighted_metrics_equal_scikit_learn_on_the_repeated_images(seed):
+    """A bootstrap resample is a weighting by draw counts: the vectorised metrics must give
+    scikit-learn's value on the images repeated that many times (ties included)."""
+    from vcheck.functional.classification import weighted_auc, weighted_auc_parts
+
+    rng = np.random.default_rng(seed)
+    n, classes = int(rng.integers(8, 60)), 4
+    targets = rng.random((n, classes)) < 0.3
+    scores = np.round(rng.random((n, classes)) + 0.3 * targets, 1)  # many tied scores
+    weights = rng.integers(0, 3, (5, n)).astype(float)
+    weights[:, 0] += 1  # never an empty resample
+    ap = [
+        F.weighted_average_precision(weights, *F.weighted_ap_parts(scores[:, c], targets[:, c]))
+        for c in range(classes)
+    ]
+    auc = [
+        weighted_auc(weights, *weighted_auc_parts(scores[:, c], targets[:, c]))
+        for c in range(classes)
+    ]
+    for b, w in enumerate(weights):
+        rep = np.repeat(np.arange(n), w.astype(int))
+        s, t = scores[rep], targets[rep]
+        for c in range(classes):
+            expected_ap = average_precision_score(t[:, c], s[:, c]) if t[:, c].any() else math.nan
+            assert ap[c][b] == pytest.approx(expected_ap, nan_ok=True)
+            defined = 0 < t[:, c].sum() < len(t)
+            expected_auc = roc_auc_score(t[:, c], s[:, c]) if defined else math.nan
+            assert auc[c][b] == pytest.approx(expected_auc, nan_ok=True)
+        for average in ("micro", "macro"):
+            got = F.weighted_f1(weights, scores, targets, 0.5, average)[b]
+            assert got == pytest.approx(F.f1(s, t, 0.5, average))
+        assert F.weighted_hamming(weights, scores, targets, 0.5)[b] == pytest.approx(
+            F.hamming(s, t, 0.5)
+        )
+    per_class = np.stack(auc)
+    assert F.weighted_macro(auc) == pytest.approx(np.nanmean(per_class, axis=0), nan_ok=True)

@@ -49,7 +49,8 @@ from vcheck.data import label_sets as L
 from vcheck.data.evalset import EvalSet
 from vcheck.errors import CorruptArtefactError, InvalidArgument, MissingArtefactError
 from vcheck.functional import multilabel as F
-from vcheck.functional.intervals import bootstrap_interval, wilson_interval
+from vcheck.functional.classification import weighted_auc, weighted_auc_parts
+from vcheck.functional.intervals import bootstrap_interval, resample_weights, wilson_interval
 from vcheck.predictions import Predictions
 from vcheck.profiles import (
     ERROR_RATE,
@@ -383,6 +384,26 @@ class LabelSetEvaluator:
             details["ci_note"] = result.note
         return Measurement(value, n, result.ci, result.method, self._details(metric, **details))
 
+    def bootstrap_weighted(
+        self, metric: str, statistic: Callable[[np.ndarray], np.ndarray], **details: Any
+    ) -> Measurement:
+        """Like :meth:`bootstrap` for metrics that take (B, N) resample weights and return (B,):
+        one array operation per batch of resamples instead of one scikit-learn call each."""
+        n = self.n
+        value = float(statistic(np.ones((1, n)))[0]) if n else math.nan
+        seed = self.seed * 1_000_003 + zlib.crc32(f"{self.spec.name}/{metric}".encode())
+        result = bootstrap_interval(
+            lambda idx: statistic(resample_weights(idx, n)),
+            n,
+            resamples=self.resamples,
+            seed=seed,
+            confidence=self.confidence,
+            vectorized=True,
+        )
+        if result.note:
+            details["ci_note"] = result.note
+        return Measurement(value, n, result.ci, result.method, self._details(metric, **details))
+
     @functools.cache  # noqa: B019 - one evaluator per label set, living for the session
     def measure(self, metric: str) -> Measurement:
         try:
@@ -459,30 +480,36 @@ class LabelSetEvaluator:
         return F.per_class_average_precision(self.probs, self.member)
 
     def _auc_macro(self) -> Measurement:
-        probs, member = self.probs, self.member
-        m = self.bootstrap(
+        parts = [
+            weighted_auc_parts(self.probs[:, c], self.member[:, c])
+            for c in range(len(self.classes))
+        ]
+        m = self.bootstrap_weighted(
             "auc_macro",
-            lambda i: F.nan_mean(F.per_class_auc(probs[i], member[i])),
-            self.n,
+            lambda w: F.weighted_macro(weighted_auc(w, *p) for p in parts),
             per_class_auc=self._per_class(self.per_class_auc),
         )
         return Measurement(F.nan_mean(self.per_class_auc), m.n, m.ci, m.ci_method, m.details)
 
     def _map(self) -> Measurement:
-        probs, member = self.probs, self.member
-        m = self.bootstrap(
+        parts = [
+            F.weighted_ap_parts(self.probs[:, c], self.member[:, c])
+            for c in range(len(self.classes))
+        ]
+        m = self.bootstrap_weighted(
             "map",
-            lambda i: F.nan_mean(F.per_class_average_precision(probs[i], member[i])),
-            self.n,
+            lambda w: F.weighted_macro(F.weighted_average_precision(w, *p) for p in parts),
             per_class_ap=self._per_class(self.per_class_ap),
         )
         return Measurement(F.nan_mean(self.per_class_ap), m.n, m.ci, m.ci_method, m.details)
 
     def _f1(self, average: str) -> Measurement:
         probs, member, t = self.probs, self.member, self.f1_threshold
-        return self.bootstrap(
-            f"f1_{average}", lambda i: F.f1(probs[i], member[i], t, average), self.n, threshold=t
+        m = self.bootstrap_weighted(
+            f"f1_{average}", lambda w: F.weighted_f1(w, probs, member, t, average), threshold=t
         )
+        value = F.f1(probs, member, t, average) if self.n else math.nan
+        return Measurement(value, m.n, m.ci, m.ci_method, m.details)
 
     def _f1_micro(self) -> Measurement:
         return self._f1("micro")
@@ -496,20 +523,21 @@ class LabelSetEvaluator:
 
     def _hamming_loss(self) -> Measurement:
         probs, member, t = self.probs, self.member, self.f1_threshold
-        return self.bootstrap(
-            "hamming_loss", lambda i: F.hamming(probs[i], member[i], t), self.n, threshold=t
+        m = self.bootstrap_weighted(
+            "hamming_loss", lambda w: F.weighted_hamming(w, probs, member, t), threshold=t
         )
+        value = F.hamming(probs, member, t) if self.n else math.nan
+        return Measurement(value, m.n, m.ci, m.ci_method, m.details)
 
     def _worst_class_auc(self) -> Measurement:
         auc = self.per_class_auc
         if not np.isfinite(auc).any():
             return Measurement(math.nan, self.n, details=self._details("worst_class_auc"))
         worst = int(np.nanargmin(auc))
-        probs, member = self.probs[:, worst], self.member[:, worst]
-        m = self.bootstrap(
+        parts = weighted_auc_parts(self.probs[:, worst], self.member[:, worst])
+        m = self.bootstrap_weighted(
             "worst_class_auc",
-            lambda i: F.per_class_auc(probs[i, None], member[i, None])[0],
-            self.n,
+            lambda w: weighted_auc(w, *parts),
             worst_class=self.classes[worst],
             per_class_auc=self._per_class(auc),
         )

@@ -140,3 +140,74 @@ def subset_accuracy(probs: np.ndarray, targets: np.ndarray, threshold: float) ->
 def hamming(probs: np.ndarray, targets: np.ndarray, threshold: float) -> float:
     """Fraction of (image, class) decisions that are wrong (scikit-learn's Hamming loss)."""
     return float(hamming_loss(targets, probs >= threshold))
+
+
+# -- the same metrics with per-image weights: one bootstrap resample per row ----------------------
+# ``weights`` (B, N) counts how often each image is drawn (vcheck.functional.intervals.
+# resample_weights); integer weights give exactly the metric of the repeated images, so the
+# bootstrap runs as array operations instead of one scikit-learn call per resample.
+
+
+def weighted_confusion(
+    weights: np.ndarray, probs: np.ndarray, targets: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, C) weighted true positives, false positives and false negatives per class."""
+    pred = probs >= threshold
+    tp = weights @ (pred & targets).astype(np.float64)
+    fp = weights @ (pred & ~targets).astype(np.float64)
+    fn = weights @ (~pred & targets).astype(np.float64)
+    return tp, fp, fn
+
+
+def weighted_f1(
+    weights: np.ndarray, probs: np.ndarray, targets: np.ndarray, threshold: float, average: str
+) -> np.ndarray:
+    """(B,) :func:`f1` of each weighting (0 where nothing is predicted nor present)."""
+    tp, fp, fn = weighted_confusion(weights, probs, targets, threshold)
+    if average == "micro":
+        tp, fp, fn = tp.sum(-1), fp.sum(-1), fn.sum(-1)
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(denominator > 0, 2 * tp / denominator, 0.0)
+    return score if average == "micro" else score.mean(-1)
+
+
+def weighted_hamming(
+    weights: np.ndarray, probs: np.ndarray, targets: np.ndarray, threshold: float
+) -> np.ndarray:
+    """(B,) :func:`hamming` of each weighting."""
+    wrong = ((probs >= threshold) != targets).mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ wrong) / weights.sum(-1)
+
+
+def weighted_ap_parts(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What :func:`weighted_average_precision` needs of one class, computed once: the images
+    in decreasing score, whether each is positive, and where each run of tied scores ends."""
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+    return order, positive[order].astype(np.float64), ends
+
+
+def weighted_average_precision(
+    weights: np.ndarray, order: np.ndarray, positive: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """(B,) average precision (scikit-learn's step-wise sum over distinct thresholds) of each
+    weighting; NaN where a weighting keeps no positive image."""
+    w = weights[..., order]
+    tp = np.cumsum(w * positive, axis=-1)[..., ends]
+    seen = np.cumsum(w, axis=-1)[..., ends]
+    gained = np.diff(tp, axis=-1, prepend=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(seen > 0, tp / seen, 0.0)
+        return (gained * precision).sum(-1) / tp[..., -1]
+
+
+def weighted_macro(per_class: Iterable[np.ndarray]) -> np.ndarray:
+    """(B,) mean over classes of (B,) values, skipping undefined (NaN) ones like
+    :func:`nan_mean`; NaN where every class is undefined."""
+    stacked = np.stack(list(per_class))
+    defined = np.isfinite(stacked)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined, stacked, 0.0).sum(0) / defined.sum(0)
