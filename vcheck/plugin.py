@@ -423,11 +423,15 @@ class VcheckSession:
         return self._accuracy[key]
 
     def probe(self, name: str):
+        """The sanity probe of ``name``, cached like its predictions (same model, weights,
+        preprocessing and images give the same probe), so a warm run runs no forward pass."""
         if name not in self._probes:
-            from vcheck.evaluate.sanity import probe_model
+            from vcheck.evaluate.sanity import cached_probe
 
             self.load()
-            self._probes[name] = probe_model(self.model, self.eval_sets[name])
+            self._probes[name] = cached_probe(
+                self.model, self.eval_sets[name], self.result_cache("sanity")
+            )
         return self._probes[name]
 
     def result_cache(self, namespace: str):

@@ -12,14 +12,16 @@ catches that; it replaces a check that vcheck's own softmax sums to 1, which cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from vcheck.cache import ResultCache, cache_key
 from vcheck.checks import Measurement, Threshold
 from vcheck.data.evalset import EvalSet
 from vcheck.models.base import ModelUnderTest
 from vcheck.predictions import Predictions
+from vcheck.predictions import cache_key as predictions_key
 
 PROBE_SIZE = 64
 # Relative to 1 + max |logit|: float32 kernels may reorder sums across batch sizes.
@@ -62,6 +64,21 @@ def probe_model(model: ModelUnderTest, eval_set: EvalSet, size: int = PROBE_SIZE
         rel(batched, again),
         flips(batched, again),
     )
+
+
+def cached_probe(
+    model: ModelUnderTest, eval_set: EvalSet, cache: ResultCache, size: int = PROBE_SIZE
+) -> ProbeResult:
+    """:func:`probe_model`, stored under the predictions' key (model fingerprint,
+    preprocessing, eval set, vcheck version) and the probe size: a warm run reads it."""
+    key = cache_key("vcheck.sanity.probe", predictions_key(model, eval_set), size)
+    with cache.lock(key):
+        hit = cache.load_json(key)
+        if isinstance(hit, dict) and set(hit) == {f.name for f in fields(ProbeResult)}:
+            return ProbeResult(**hit)
+        result = probe_model(model, eval_set, size)
+        cache.store_json(key, asdict(result))
+        return result
 
 
 def non_finite_fraction(predictions: Predictions) -> Measurement:
