@@ -33,7 +33,7 @@ def test_verdicts_equal_the_recorded_ones(name):
     reference = REFERENCE[name]
     assert reference.keys() == set(BUILTIN), "re-record with scripts/record_reference_verdicts.py"
     instances = bench.network.instances
-    sample = [i for i in instances if i.kind == "clean"][:3]
+    sample = [i for i in instances if i.kind == "clean"][:2]
     sample += [i for i in instances if i.kind == "counterexample"][:2]
     for spec in BUILTIN:
         verifier = resolve_verifier(spec, timeout=30.0, bab_max_domains=50)
