@@ -102,10 +102,15 @@ def _patch_named_members(bounded_module: type) -> bool:
     return True
 
 
+_IMPORTED: list[types.ModuleType] = []  # the patched module, once imported
+
+
 def import_auto_lirpa() -> types.ModuleType:
     """Return the ``auto_LiRPA`` module, patching this environment first where it needs it."""
     if importlib.util.find_spec("auto_LiRPA") is None:
         raise ImportError(f"auto_LiRPA is not installed; install it with: {INSTALL_COMMAND}")
+    if _IMPORTED:  # called before every bound computation: patch once
+        return _IMPORTED[0]
     _patch_numpy_arraysetops()
     _patch_set_opset_version()
     _patch_node_getitem()
@@ -122,4 +127,5 @@ def import_auto_lirpa() -> types.ModuleType:
             logging.getLogger().removeHandler(handler)
     _patch_relu_slope_clamp(importlib.import_module("auto_LiRPA.operators").BoundRelu)
     _patch_named_members(module.BoundedModule)
+    _IMPORTED.append(module)
     return module

@@ -183,8 +183,8 @@ def _compute(
     if alpha_iterations < 1:
         raise InvalidArgument(f"alpha_iterations={alpha_iterations}; expected >= 1")
     # IBP carries no linear coefficients: a batch goes through at once. CROWN goes box by box:
-    # auto_LiRPA 0.3's AvgPool reshapes batch-expanded coefficients with .view, which fails for
-    # a batch > 1, and on CPU one box at a time is no slower.
+    # batches were measured no faster on CPU (alpha-CROWN slower, and a batch shares the
+    # optimiser's steps, which changed a verdict of the shipped benchmark).
     rows = [slice(None)] if method == "IBP" else [slice(i, i + 1) for i in range(len(lower))]
     parts = [
         _compute_box(
@@ -297,8 +297,14 @@ def _check_smooth_relaxations(module: Any, method: str) -> None:
 
 
 def _bounded_module(net: torch.nn.Module, shape: tuple[int, ...]) -> Any:
-    """The cached BoundedModule for (net, input shape), rebuilt if any tensor of net changed."""
+    """The cached BoundedModule for (net, input shape), rebuilt if any tensor of net changed.
+
+    ``shape`` is a batch's shape; the module is built for one input and serves every batch
+    size. (One module per batch size thrashed: each build writes the net's tensors once, which
+    invalidated the modules of the other sizes, so branch and bound rebuilt one per round.)
+    """
     per_net = _CACHE.setdefault(net, {})
+    shape = (1, *shape[1:])
     cached = per_net.get(shape)
     if cached is not None and cached[0] == _state(net):
         return cached[1]
