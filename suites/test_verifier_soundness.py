@@ -26,6 +26,7 @@ from vcheck.soundness.runner import BUILTIN, load_benchmarks, resolve_verifier, 
 SUITE = "soundness"
 NONE_ALLOWED = Threshold(0.0, "max")
 LIRPA_METHODS = ("IBP", "CROWN", "alpha-CROWN")
+FLOAT_NOISE_FACTOR = 8  # an x*'s depth must exceed its float32 rounding this many times
 
 
 def _root(session):
@@ -121,14 +122,27 @@ def test_benchmark_counterexamples_are_genuine_and_hidden(soundness_benchmark, r
         label = torch.tensor([inst.label])
         if not ((inst.lower <= inst.x_star).all() and (inst.x_star <= inst.upper).all()):
             problems[inst.id] = "x* outside its box"
-        elif float(margin(net, x, label)) >= 0:
+        elif (m32 := float(margin(net, x, label))) >= 0:
             problems[inst.id] = "x* not misclassified in float32"
-        elif float(margin(net.double(), x.double(), label)) >= 0:
+        elif (m64 := float(margin(net.double(), x.double(), label))) >= 0:
             problems[inst.id] = "x* not misclassified in float64"
-        elif onnx is not None:
-            logits = onnx(bench.directory, inst.x_star[None])[0]
-            if logits[inst.label] >= logits[inst.target]:
-                problems[inst.id] = "x* not misclassified in ONNX Runtime"
+        else:
+            noise = abs(m32 - m64)
+            if onnx is not None:
+                logits = onnx(bench.directory, inst.x_star[None])[0]
+                noise = max(noise, abs(float(logits[inst.target] - logits[inst.label]) + m64))
+                if logits[inst.label] >= logits[inst.target]:
+                    problems[inst.id] = "x* not misclassified in ONNX Runtime"
+            # Another CPU's float32 kernels round differently, by about as much as float32
+            # differs from float64 here: a shallower x* would be a counterexample on some
+            # machines only, so it is refused rather than trusted.
+            if m64 > -FLOAT_NOISE_FACTOR * noise:
+                problems.setdefault(
+                    inst.id,
+                    f"x* misclassified by only {-m64:.3g} in float64, within "
+                    f"{FLOAT_NOISE_FACTOR}x its float32 rounding ({noise:.2g}); regenerate it "
+                    "deeper",
+                )
         net.float()
         if inst.found_by:
             problems.setdefault(inst.id, f"found by {inst.found_by[0]} at generation")
