@@ -92,6 +92,7 @@ class NeedleSettings:
     spare: int = 0  # extra centres the host trains on, dropped unless stable_boxes picks them
     stable_boxes: bool = False  # counterexamples only on boxes where the host is affine
     stability: float = 0.0  # weight of a training penalty on unstable ReLUs (interval only)
+    zero_gap: float = 0.0  # in eps: centre coordinates squeezed away from 0 (see generate)
 
     def __post_init__(self) -> None:
         if len(self.hidden) < 2:
@@ -458,6 +459,12 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     centers = torch.from_numpy(
         sample_centers(s.input_shape, n, s.eps, s.data_range, s.min_center_distance, rng)
     )
+    if s.zero_gap:
+        # |c| -> a + |c| (R - a) / R keeps [-R, R] and shrinks distances by (R - a) / R at
+        # most, while no box then crosses 0: relu(x) and relu(-x), carried through the convs,
+        # are stable and exact on every box.
+        a, r = (s.zero_gap + 1) * s.eps, s.data_range
+        centers = torch.sign(centers) * (a + centers.abs() * (r - a) / r)
     labels = torch.from_numpy(rng.integers(0, 2, size=len(centers)))
     host, certified, retries = _certified_host(centers, labels, s)
     host.eval()
@@ -524,13 +531,18 @@ def _check_depths(net: nn.Sequential, x_star: torch.Tensor, y: torch.Tensor, s: 
 
 def _pick_boxes(host: nn.Sequential, centers: torch.Tensor, s: NeedleSettings) -> torch.Tensor:
     """Indices of the kept centres: counterexamples first, then clean ones. With
-    ``stable_boxes`` the counterexamples go where the host is closest to affine (the
-    smallest :func:`relaxation_gaps`), so linear-relaxation bounds are tight there."""
+    ``stable_boxes`` the counterexamples go where the host's interval bound on the box is
+    closest to its margin at the centre (the host is flat and nearly affine there), so a
+    linear-relaxation bound of the needled box is close to x*'s own margin."""
     order = torch.arange(len(centers))
     if s.stable_boxes:
         with torch.no_grad():
-            gaps = relaxation_gaps(host, centers - s.eps, centers + s.eps)
-        order = torch.from_numpy(np.argsort(gaps.numpy(), kind="stable"))
+            labels = host(centers).argmax(dim=1)
+            spread = margin(host, centers, labels) - margin_lower_bound(
+                host, centers - s.eps, centers + s.eps, labels
+            )
+            spread += relaxation_gaps(host, centers - s.eps, centers + s.eps)
+        order = torch.from_numpy(np.argsort(spread.numpy(), kind="stable"))
     cex = order[: s.counterexamples]
     rest = torch.arange(len(centers))
     rest = rest[~torch.isin(rest, cex)][: s.clean]
