@@ -6,11 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from vcheck.errors import InvalidArgument
 from vcheck.soundness import needle
 from vcheck.soundness.attacks import HidingSettings, margin, pgd
-from vcheck.soundness.intervals import interval_bounds, margin_lower_bound
+from vcheck.soundness.intervals import interval_bounds, margin_lower_bound, relaxation_gaps
 from vcheck.soundness.needle import Needle, NeedleSettings, build_host, fold, generate
 
 SMALL = HidingSettings(
@@ -48,6 +49,9 @@ SHAPES = {
     "mlp": NeedleSettings(),
     "mlp_sigmoid": NeedleSettings(activation="sigmoid", hidden=(32, 32, 32)),
     "cnn_2conv": NeedleSettings(input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32)),
+    "cnn_2conv_offset_carry": NeedleSettings(
+        input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32), carry_offset=0.125
+    ),
     "cnn_2conv_avgpool": NeedleSettings(
         input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32), pool=2
     ),
@@ -243,3 +247,60 @@ def test_a_host_never_certified_is_a_one_line_error_naming_the_attempts(monkeypa
         generate(dataclasses.replace(CASES["mlp"], host_attempts=3))
     with pytest.raises(InvalidArgument, match="host_attempts=0"):
         NeedleSettings(host_attempts=0)
+
+
+def test_graded_settings_are_checked_in_one_line():
+    with pytest.raises(InvalidArgument, match="one positive depth per counterexample"):
+        NeedleSettings(counterexamples=3, depths=(1e-3, 1e-4))
+    with pytest.raises(InvalidArgument, match=r"inset=1 \(x\* on a vertex\) needs a relu network"):
+        NeedleSettings(inset=1.0)  # the default flat top would leave the box
+    with pytest.raises(InvalidArgument, match=r"carry_offset=0\.125: an offset carry needs"):
+        NeedleSettings(input_shape=(1, 5, 5), convs=(32,), pool=2, carry_offset=0.125)
+    vertex = NeedleSettings(counterexamples=2, depths=(1e-4, 1e-2), inset=1.0, flat_top=0.0)
+    assert vertex.depths == (1e-4, 1e-2)
+
+
+def test_relaxation_gaps_vanish_exactly_where_no_relu_changes_sign():
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+    lower = torch.tensor([[0.5], [-1.0]])
+    upper = torch.tensor([[1.0], [3.0]])
+    # [0.5, 1]: always active; [-1, 3]: the triangle's widest gap is 1 * 3 / 4.
+    torch.testing.assert_close(relaxation_gaps(net, lower, upper), torch.tensor([0.0, 0.75]))
+
+
+def test_a_vertex_needle_is_exact_for_crown_where_the_host_is_affine():
+    """Why the graded networks catch a numerical slack: with x* on a vertex and an affine
+    host, CROWN's margin bound on the box is x*'s own margin (here -1e-3)."""
+    from vcheck.verify.bounds import margin_lower_bounds
+
+    s = NeedleSettings(
+        input_shape=(1, 5, 5),
+        convs=(4,),
+        hidden=(8, 8),
+        inset=1.0,
+        flat_top=0.0,
+        delta=1.0,
+        carry_offset=0.125,
+    )
+    torch.manual_seed(0)
+    host = build_host(s).eval()
+    with torch.no_grad():  # an affine host on the data: every ReLU strictly active
+        for layer in host:
+            if isinstance(layer, nn.Linear | nn.Conv2d):
+                layer.weight.mul_(0.1)
+                layer.bias.fill_(1.0)
+    center = torch.full((1, 1, 5, 5), 0.05)
+    lower, upper = center - s.eps, center + s.eps
+    x_star = torch.where(torch.rand(1, 1, 5, 5) < 0.5, lower, upper)
+    host.requires_grad_(False)
+    assert float(relaxation_gaps(host, lower, upper)) == 0
+    label = int(host(center).argmax())
+    needle_k = float(margin(host, x_star, torch.tensor([label]))) + 1e-3
+    net = fold(host, [Needle(x_star.reshape(-1), 1 - label, needle_k)], s)
+    at_x_star = float(margin(net, x_star, torch.tensor([label])))
+    bound = float(margin_lower_bounds(net, lower, upper, label, "CROWN").min())
+    assert at_x_star == pytest.approx(-1e-3, abs=1e-5)
+    assert bound == pytest.approx(at_x_star, abs=5e-5) and bound <= at_x_star + 1e-5

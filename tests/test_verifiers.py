@@ -34,6 +34,7 @@ from vcheck.verify.mutants import (
     DropDomains,
     DropTarget,
     NonStrictComparison,
+    NumericalSlack,
     ShrinkBox,
     ShrinkIntermediate,
 )
@@ -340,6 +341,33 @@ def test_drop_target_is_caught_vacuously_on_two_classes_and_for_real_on_three(ml
     assert unsound(DropTarget(LirpaVerifier("CROWN"), target_index=1), net, [inst]) == ["hand"]
     assert unsound(DropTarget(LirpaVerifier("CROWN"), target_index=0), net, [inst]) == []
     assert unsound(DropTarget(BranchAndBound("CROWN"), target_index=1), net, [inst]) == ["hand"]
+
+
+def test_numerical_slack_proves_margins_shallower_than_its_slack_and_only_those():
+    # f = (relu(x), 0.001) on [0, 1]: the margin's minimum, -0.001 at x = 0, is bounded
+    # exactly (the ReLU is stable), so the slack decides.
+    net, inst = relu_net([1.0, 0.0], [0.0, 0.001]), unit_instance(0.0, target=1)
+    assert unsound(LirpaVerifier("CROWN"), net, [inst]) == []
+    assert unsound(NumericalSlack(2e-3), net, [inst]) == ["hand"]
+    assert unsound(NumericalSlack(5e-4), net, [inst]) == []
+    assert repr(NumericalSlack(1e-3)).startswith("NumericalSlack(")
+    with pytest.raises(InvalidArgument, match="slack=0; expected a positive number"):
+        NumericalSlack(0)
+
+
+GRADED = sorted(p.name for p in SHIPPED.iterdir() if p.name.startswith("graded_"))
+
+
+@pytest.mark.parametrize("name", GRADED)
+def test_numerical_slack_of_1e_3_is_caught_on_every_graded_network(name):
+    """x* at depths 1e-4, 1e-3 and 1e-2 where CROWN is nearly exact: a slack of 1e-3 proves
+    the shallowest; below the shallowest depth nothing can be proved (the bound is sound)."""
+    net = read_benchmark(SHIPPED / name)
+    depths = sorted(net.settings["depths"])
+    assert depths[0] == 1e-4 and len(cex(net)) == len(depths)
+    assert unsound(LirpaVerifier("CROWN"), net, cex(net)) == []
+    assert unsound(NumericalSlack(1e-3, "CROWN"), net, cex(net))
+    assert unsound(NumericalSlack(depths[0] / 2, "CROWN"), net, cex(net)) == []
 
 
 def test_every_registered_mutant_names_its_bug():

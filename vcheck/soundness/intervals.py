@@ -50,6 +50,22 @@ def interval_bounds(
     return lo, hi
 
 
+def relaxation_gaps(net: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Sum over ReLUs of the triangle relaxation's largest gap -l u / (u - l), per box (N,).
+
+    Interval bounds l, u of each ReLU's input; zero exactly when no ReLU can change sign in
+    the box, i.e. the network is affine there and linear-relaxation bounds (CROWN) are exact
+    up to float rounding. Differentiable: a training penalty that makes ReLUs stable.
+    """
+    total = torch.zeros(len(lower), dtype=lower.dtype)
+    for i, layer in enumerate(net):
+        if isinstance(layer, nn.ReLU):
+            lo, hi = interval_bounds(net[:i], lower, upper)
+            neg, pos = F.relu(-lo), F.relu(hi)
+            total = total + (neg * pos / (neg + pos).clamp_min(1e-12)).flatten(1).sum(dim=1)
+    return total
+
+
 def margin_lower_bound(
     net: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor, label: torch.Tensor
 ) -> torch.Tensor:

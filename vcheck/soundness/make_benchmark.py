@@ -26,6 +26,29 @@ from vcheck.soundness.vnncomp import write_benchmark
 _CNN1 = dict(input_shape=(1, 5, 5), convs=(8,), hidden=(64, 32))
 _CNN2 = dict(input_shape=(3, 5, 5), convs=(8, 8), hidden=(64, 32))
 
+# Graded depths: x* on a vertex of a box where the host is (nearly) affine, misclassified by
+# 1e-4, 1e-3 and 1e-2, so CROWN's bound is about x*'s own margin and a verifier with
+# numerical slack >= the depth is caught. The MLP takes 25 inputs, not 10: a vertex of a
+# 10-dimensional box is found by random vertex sampling (1,024 corners).
+_GRADED = dict(
+    counterexamples=3,
+    clean=3,
+    spare=6,
+    depths=(1e-4, 1e-3, 1e-2),
+    inset=1.0,
+    flat_top=0.0,
+    delta=1.0,
+    train_eps_factor=3.0,
+    min_center_distance=6.5,
+    stability=10.0,
+    stable_boxes=True,
+)
+_GRADED_ARCHS = {
+    "mlp_25in_64x32": dict(input_shape=(25,), hidden=(64, 32)),
+    "cnn_1conv_1x5x5": {**_CNN1, "zero_gap": 0.5},
+    "cnn_2conv_3x5x5": {**_CNN2, "zero_gap": 0.5},
+}
+
 GRID: tuple[needle.NeedleSettings, ...] = (
     needle.NeedleSettings(name="mlp_4x64_eps0.02"),
     needle.NeedleSettings(name="cnn_1conv_1x5x5_eps0.02", **_CNN1),
@@ -38,6 +61,10 @@ GRID: tuple[needle.NeedleSettings, ...] = (
         name="cnn_tanh_1x5x5_eps0.02", **_CNN1, activation="tanh", host_training="pgd"
     ),
     needle.NeedleSettings(name="cnn_1conv_1x5x5_eps0.05", **_CNN1, eps=0.05),
+    *(
+        needle.NeedleSettings(name=f"graded_{name}_eps0.02", **arch, **_GRADED)
+        for name, arch in _GRADED_ARCHS.items()
+    ),
 )
 
 # SoundnessBench's grid at reduced width, for a lent GPU; nothing from it is shipped yet.

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from vcheck.errors import InvalidArgument
 from vcheck.soundness.attacks import HidingSettings, hiding_check, margin, pgd_deltas
 from vcheck.soundness.instances import SoundnessNetwork
-from vcheck.soundness.intervals import margin_lower_bound
+from vcheck.soundness.intervals import margin_lower_bound, relaxation_gaps
 from vcheck.soundness.synthetic import (
     ACTIVATIONS,
     assemble_instances,
@@ -54,6 +54,13 @@ class NeedleSettings:
     every layer, the bump's included; with sigmoid or tanh the bump is a steep window of
     half-width ``window`` * eps around x* instead of the ReLU's L1 ball of radius
     ``delta`` * eps (around an L-inf box of half-width ``flat_top`` * eps).
+
+    ``depths`` (one per counterexample, replacing ``counterexamples`` and ``kappa``) grades
+    how far x* is misclassified. With ``inset=1`` (ReLU, no flat top) x* is a vertex of its
+    box: every |x_k - x*_k| is then linear on the box and the bump's one unstable unit is
+    relaxed exactly at its peak, so CROWN's margin bound on the box is x*'s own margin (up
+    to the host's slack); a verifier that rounds a bound of -depth up to "proved" is caught.
+    A vertex is hidden from random vertex sampling only by the dimension (d >= 25 here).
     """
 
     name: str = "mlp"
@@ -80,13 +87,35 @@ class NeedleSettings:
     host_attempts: int = 8  # host trainings (next seed, more steps) until it is certified
     seed: int = 0
     hiding: HidingSettings = field(default_factory=HidingSettings)
+    depths: tuple[float, ...] = ()  # per-counterexample kappa; overrides the two above
+    carry_offset: float = 0.0  # ReLU CNNs: carry relu(x + offset), stable, not relu(+-x)
+    spare: int = 0  # extra centres the host trains on, dropped unless stable_boxes picks them
+    stable_boxes: bool = False  # counterexamples only on boxes where the host is affine
+    stability: float = 0.0  # weight of a training penalty on unstable ReLUs (interval only)
+    zero_gap: float = 0.0  # in eps: centre coordinates squeezed away from 0 (see generate)
 
     def __post_init__(self) -> None:
         if len(self.hidden) < 2:
             raise InvalidArgument(f"hidden={self.hidden}: the needle needs two dense layers")
         check_architecture(self.input_shape, self.convs, self.activation, self.pool)
-        if not 0 < self.inset < 1 or self.min_center_distance < 2:
-            raise InvalidArgument("inset must be in (0, 1) and min_center_distance at least 2")
+        if not 0 < self.inset <= 1 or self.min_center_distance < 2:
+            raise InvalidArgument("inset must be in (0, 1] and min_center_distance at least 2")
+        if self.depths and (
+            len(self.depths) != self.counterexamples or not all(d > 0 for d in self.depths)
+        ):
+            raise InvalidArgument(
+                f"depths={self.depths}: give one positive depth per counterexample "
+                f"(counterexamples={self.counterexamples})"
+            )
+        if self.carry_offset and (self.activation != "relu" or self.pool):
+            raise InvalidArgument(
+                f"carry_offset={self.carry_offset}: an offset carry needs a relu CNN without "
+                "pooling"
+            )
+        if self.inset == 1 and (self.activation != "relu" or self.flat_top or self.pool):
+            raise InvalidArgument(
+                "inset=1 (x* on a vertex) needs a relu network without pooling and flat_top=0"
+            )
         if self.pool and self.activation != "relu":
             raise InvalidArgument(
                 f"pool={self.pool}: average pooling needs a relu CNN (the needle reads x back "
@@ -98,12 +127,12 @@ class NeedleSettings:
             raise InvalidArgument(
                 f"host_training={self.host_training!r}; choose 'interval' or 'pgd'"
             )
-        if not 0 <= self.flat_top < 1 - self.inset:
+        if not (0 <= self.flat_top < 1 - self.inset or self.flat_top == 0):
             raise InvalidArgument(
                 f"flat_top={self.flat_top}: the flat top must end inside the box (flat_top < "
                 f"1 - inset = {1 - self.inset:.3g})"
             )
-        if not 0 < 1.5 * self.window < 1 - self.inset:
+        if self.inset < 1 and not 0 < 1.5 * self.window < 1 - self.inset:
             raise InvalidArgument(
                 f"window={self.window}: the window must end inside the box (1.5 * window < "
                 f"1 - inset = {1 - self.inset:.3g})"
@@ -170,6 +199,8 @@ def train_host(
             )
             worst = margin(host, centers + delta, labels)
         loss = F.relu(1.0 - worst).mean()
+        if s.stability and s.host_training == "interval":  # makes the host affine on boxes
+            loss = loss + s.stability * relaxation_gaps(host, centers - eps, centers + eps).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -200,7 +231,8 @@ def fold(host: nn.Sequential, needles: list[Needle], s: NeedleSettings) -> nn.Se
     prefix = _carry_convs(layers[:first_dense], s)
     dense = [m for m in layers[first_dense:] if isinstance(m, nn.Linear)]
     if s.activation == "relu":
-        bump = _relu_bump(_relu_readout(prefix, dense[0].in_features, s), needles, s)
+        readout, shift = _relu_readout(prefix, dense[0].in_features, s)
+        bump = _relu_bump(readout, shift, needles, s)
     else:
         bump = _smooth_bump(dense[0].in_features, needles, s)
     out = list(prefix)
@@ -227,16 +259,18 @@ def fold(host: nn.Sequential, needles: list[Needle], s: NeedleSettings) -> nn.Se
 _Layer = tuple[torch.Tensor, torch.Tensor]  # (weight rows, biases) of the bump's units
 
 
-def _relu_bump(readout: torch.Tensor, needles: list[Needle], s: NeedleSettings) -> list[_Layer]:
+def _relu_bump(
+    readout: torch.Tensor, shift: torch.Tensor, needles: list[Needle], s: NeedleSettings
+) -> list[_Layer]:
     """h_m = relu(delta - sum_k relu(|x_k - x*_k| - t) / eps), scaled by K_m / delta onto
     the target; t = ``flat_top`` * eps gives the bump a flat top, so x read back with float
     rounding (through average pooling, alternating sums) still gets the full height K.
 
-    Layer 0 computes both halves of |x - x*| (x read from the carried features), layer 1
+    Layer 0 computes both halves of |x - x*| (x = readout @ features - shift), layer 1
     h_m, later hidden layers pass h through (relu of a non-negative value is itself).
     """
     count, d = len(needles), readout.shape[0]
-    x_star = torch.stack([n.x_star for n in needles]).double().reshape(-1)
+    x_star = (torch.stack([n.x_star for n in needles]).double() + shift).reshape(-1)
     top = s.flat_top * s.eps  # relu(|x - x*| - top): float rounding at x* stays on the top
     first = (
         torch.cat([readout.repeat(count, 1), -readout.repeat(count, 1)]),
@@ -325,6 +359,8 @@ def _carry_convs(layers: list[nn.Module], s: NeedleSettings) -> list[nn.Module]:
         if s.activation != "relu":
             gain, mid = _CARRY[s.activation]
             taps = [(c, 0, 0, gain, 0.0 if first else -gain * mid) for c in range(channels)]
+        elif first and s.carry_offset:  # x + offset > 0 on the data: a stable unit
+            taps = [(c, 0, 0, 1.0, s.carry_offset) for c in range(channels)]
         elif first:
             taps = [(c, 0, 0, sign, 0.0) for sign in (1.0, -1.0) for c in range(channels)]
         else:
@@ -336,15 +372,28 @@ def _carry_convs(layers: list[nn.Module], s: NeedleSettings) -> list[nn.Module]:
     return out
 
 
-def _relu_readout(prefix: list[nn.Module], host_in: int, s: NeedleSettings) -> torch.Tensor:
-    """R with x = R @ (first dense layer's input): the carried features are linear in
-    (relu(x), relu(-x)); probe that map with unit vectors and invert it."""
+def _relu_readout(
+    prefix: list[nn.Module], host_in: int, s: NeedleSettings
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, shift) with x = R @ (first dense layer's input) - shift: the carried features are
+    linear in (relu(x), relu(-x)), or x + carry_offset; probe that map and invert it."""
     d = int(np.prod(s.input_shape))
     eye = torch.eye(d, dtype=torch.float64)
+    no_shift = torch.zeros(d, dtype=torch.float64)
     if not prefix:
-        return eye
+        return eye, no_shift
     probe = copy.deepcopy(nn.Sequential(*prefix)).double()
     basis = eye.view(d, *s.input_shape)
+    if s.carry_offset:
+        with torch.no_grad():
+            offset = probe(torch.zeros(1, *s.input_shape, dtype=torch.float64))[0, host_in:]
+            a = (probe(basis)[:, host_in:] - offset).T
+        inverse = torch.linalg.pinv(a)
+        if not torch.allclose(inverse @ a, eye, atol=1e-8):
+            raise InvalidArgument(f"{s.name}: the input cannot be read back after the convs")
+        inverse[inverse.abs() < 1e-12] = 0.0
+        readout = torch.cat([torch.zeros(d, host_in, dtype=torch.float64), inverse], 1)
+        return readout, inverse @ offset
     with torch.no_grad():
         a = torch.cat([probe(basis)[:, host_in:], probe(-basis)[:, host_in:]]).T
     inverse = torch.linalg.pinv(a)
@@ -355,7 +404,7 @@ def _relu_readout(prefix: list[nn.Module], host_in: int, s: NeedleSettings) -> t
         )
     readout = inverse[:d] - inverse[d:]
     readout[readout.abs() < 1e-12] = 0.0  # exact zeros where x is read directly
-    return torch.cat([torch.zeros(d, host_in, dtype=torch.float64), readout], 1)
+    return torch.cat([torch.zeros(d, host_in, dtype=torch.float64), readout], 1), no_shift
 
 
 def _carry_map(x: torch.Tensor, s: NeedleSettings) -> torch.Tensor:
@@ -406,13 +455,22 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     start = time.perf_counter()
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
-    n = s.counterexamples + s.clean
+    n = s.counterexamples + s.clean + s.spare
     centers = torch.from_numpy(
         sample_centers(s.input_shape, n, s.eps, s.data_range, s.min_center_distance, rng)
     )
+    if s.zero_gap:
+        # |c| -> a + |c| (R - a) / R keeps [-R, R] and shrinks distances by (R - a) / R at
+        # most, while no box then crosses 0: relu(x) and relu(-x), carried through the convs,
+        # are stable and exact on every box.
+        a, r = (s.zero_gap + 1) * s.eps, s.data_range
+        centers = torch.sign(centers) * (a + centers.abs() * (r - a) / r)
     labels = torch.from_numpy(rng.integers(0, 2, size=len(centers)))
     host, certified, retries = _certified_host(centers, labels, s)
     host.eval()
+    if s.stable_boxes or s.spare:
+        pick = _pick_boxes(host, centers, s)
+        centers, labels = centers[pick], labels[pick]
     n_cex = s.counterexamples
     x0, y0 = centers[:n_cex], labels[:n_cex]
     lower, upper = centers - s.eps, centers + s.eps
@@ -421,6 +479,8 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     hidden = torch.zeros(n_cex, dtype=torch.bool)
     for attempt in range(s.max_tries):
         x_star = x0 + s.inset * s.eps * signs
+        if s.inset == 1:  # exactly the box's corner, as written to the VNN-LIB files
+            x_star = torch.where(signs > 0, upper[:n_cex], lower[:n_cex])
         net = fold(host, _needles(host, x_star, y0, s), s)
         todo = torch.nonzero(~hidden).flatten()
         report = hiding_check(net, lower[todo], upper[todo], y0[todo], s.hiding, s.seed + attempt)
@@ -433,6 +493,8 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
             rng.choice([-1.0, 1.0], size=(len(redraw), *s.input_shape))
         ).float()
         tries[redraw.numpy()] += 1
+    if s.depths:
+        _check_depths(net, x_star, y0, s)
     # Final network: every attack on every box, recorded per instance.
     report = hiding_check(net, lower, upper, labels, s.hiding, s.seed + 1000)
     instances = assemble_instances(net, centers, labels, x_star, s.eps, report, GENERATOR)
@@ -447,6 +509,44 @@ def generate(s: NeedleSettings) -> SoundnessNetwork:
     return SoundnessNetwork(
         s.name, net, tuple(s.input_shape), 2, instances, settings, time.perf_counter() - start
     )
+
+
+FLOAT_NOISE_FACTOR = 8  # also the soundness suite's re-check of every x* (recheck.py)
+
+
+def _check_depths(net: nn.Sequential, x_star: torch.Tensor, y: torch.Tensor, s: NeedleSettings):
+    """Refuse depths that float32 rounding could undo on another CPU: x*'s float64 margin
+    must exceed ``FLOAT_NOISE_FACTOR`` times its float32-float64 difference."""
+    with torch.no_grad():
+        m32 = margin(net, x_star, y).double()
+        m64 = margin(copy.deepcopy(net).double(), x_star.double(), y)
+    for m, (a, b) in enumerate(zip(m32.tolist(), m64.tolist(), strict=True)):
+        if not b < -FLOAT_NOISE_FACTOR * abs(a - b):
+            raise InvalidArgument(
+                f"{s.name}: depths[{m}]={s.depths[m]:g} gives x* a float64 margin of {b:.3g}, "
+                f"within {FLOAT_NOISE_FACTOR}x its float32 rounding ({abs(a - b):.2g}); "
+                "raise that depth"
+            )
+
+
+def _pick_boxes(host: nn.Sequential, centers: torch.Tensor, s: NeedleSettings) -> torch.Tensor:
+    """Indices of the kept centres: counterexamples first, then clean ones. With
+    ``stable_boxes`` the counterexamples go where the host's interval bound on the box is
+    closest to its margin at the centre (the host is flat and nearly affine there), so a
+    linear-relaxation bound of the needled box is close to x*'s own margin."""
+    order = torch.arange(len(centers))
+    if s.stable_boxes:
+        with torch.no_grad():
+            labels = host(centers).argmax(dim=1)
+            spread = margin(host, centers, labels) - margin_lower_bound(
+                host, centers - s.eps, centers + s.eps, labels
+            )
+            spread += relaxation_gaps(host, centers - s.eps, centers + s.eps)
+        order = torch.from_numpy(np.argsort(spread.numpy(), kind="stable"))
+    cex = order[: s.counterexamples]
+    rest = torch.arange(len(centers))
+    rest = rest[~torch.isin(rest, cex)][: s.clean]
+    return torch.cat([cex, rest])
 
 
 def _certified_host(
@@ -476,7 +576,8 @@ def _certified_host(
 def _needles(host: nn.Sequential, x_star: torch.Tensor, y: torch.Tensor, s: NeedleSettings):
     with torch.no_grad():
         host_margin = margin(host, x_star, y)  # > 0: the host is certified on the box
+    kappas = s.depths or (s.kappa,) * len(y)
     return [
-        Needle(x_star[m].reshape(-1), 1 - int(y[m]), float(host_margin[m]) + s.kappa)
+        Needle(x_star[m].reshape(-1), 1 - int(y[m]), float(host_margin[m]) + kappas[m])
         for m in range(len(y))
     ]

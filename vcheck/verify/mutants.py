@@ -11,6 +11,9 @@ deliberate soundness bug, and a repr naming the bug and its settings:
 - :class:`NonStrictComparison`: accepts margin lower bounds ``>= 0`` instead of ``> 0``; a
   bound of exactly 0 allows a tie, which violates ``Y_j >= Y_label``.
 - :class:`DropTarget`: leaves one target class out of the specification.
+- :class:`NumericalSlack`: accepts margin lower bounds ``> -slack`` (a tolerance meant for
+  float rounding, applied to the verdict): a counterexample shallower than the slack is
+  "proved" wherever the bound is tight.
 
 A mutant is caught when it answers "unsat" on an instance with a planted counterexample.
 """
@@ -50,6 +53,7 @@ __all__ = [
     "DropDomains",
     "DropTarget",
     "NonStrictComparison",
+    "NumericalSlack",
     "ShrinkBox",
     "ShrinkIntermediate",
 ]
@@ -97,6 +101,34 @@ class NonStrictComparison(LirpaVerifier):
     def holds(self, bounds: Tensor) -> Tensor:
         """Which margins it (wrongly) calls proved: ties included."""
         return bounds >= 0
+
+
+class NumericalSlack(LirpaVerifier):
+    """A :class:`LirpaVerifier` (CROWN by default) that calls margins proved when their
+    lower bound exceeds ``-slack``: a verifier with numerical slack ``slack``.
+
+    It is caught only on a counterexample whose margin is above ``-slack`` and whose box the
+    bound method bounds that tightly, hence the graded-depth networks of the benchmark.
+    """
+
+    bug = "accepts margin lower bounds > -slack instead of > 0"
+
+    def __init__(
+        self,
+        slack: float = 1e-3,
+        method: Method = "CROWN",
+        *,
+        alpha_iterations: int = 20,
+        timeout: float | None = None,
+    ) -> None:
+        if not (isinstance(slack, int | float) and 0 < slack < float("inf")):
+            raise InvalidArgument(f"slack={slack!r}; expected a positive number (0 is sound)")
+        super().__init__(method, alpha_iterations=alpha_iterations, timeout=timeout)
+        self.slack = float(slack)
+
+    def holds(self, bounds: Tensor) -> Tensor:
+        """Which margins it (wrongly) calls proved: those within ``slack`` below 0 too."""
+        return bounds > -self.slack
 
 
 class DropTarget(Verifier):
@@ -297,4 +329,5 @@ MUTANTS: dict[str, Any] = {
     "drop_domains": lambda: DropDomains(BranchAndBound("IBP"), 0.5),
     "non_strict": lambda: NonStrictComparison("IBP"),
     "drop_target": lambda: DropTarget(LirpaVerifier("IBP")),
+    "numerical_slack": lambda: NumericalSlack(1e-3, "CROWN"),
 }
