@@ -69,8 +69,12 @@ class Quantized(nn.Module):
 
 @pytest.mark.parametrize(
     "spec",
-    [AttackSpec("fgsm", "linf"), AttackSpec("pgd", "linf", steps=5, restarts=2)],
-    ids=lambda s: s.kind,
+    [
+        AttackSpec("fgsm", "linf"),
+        AttackSpec("pgd", "linf", steps=5, restarts=2),
+        AttackSpec("pgd_margin", "linf", steps=5, target=2),
+    ],
+    ids=lambda s: f"{s.kind}{s.target or ''}",
 )
 def test_robust_accuracy_equals_the_plain_foolbox_call_on_the_same_samples_and_seed(setup, spec):
     """Skipping misclassified and already-broken samples changes no result."""
@@ -87,7 +91,7 @@ def test_robust_accuracy_equals_the_plain_foolbox_call_on_the_same_samples_and_s
     plain = np.zeros_like(ours)
     attack = make_attack(spec)
     for r in range(spec.restarts):  # one call per restart on every sample, as a user would
-        if spec.kind == "pgd":
+        if spec.kind != "fgsm":
             attack.seeds = restart_seeds(3, r, idx)
         _, _, success = attack(fmodel, x, y, epsilons=eps)
         plain |= success.numpy()
@@ -149,6 +153,59 @@ def test_a_gradient_masked_model_fails_a_sanity_gate_with_the_message(setup, tmp
     assert out.robust_accuracy(3, 0.95).value > 0.3
 
 
+class Constant(nn.Module):
+    """Logits that do not depend on the input at all: no graph back to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.arange(10.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1)
+
+
+class Detached(nn.Module):
+    """A model run without autograd (as a non-torch backend would be): no gradient at all."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net(x)
+
+
+@pytest.mark.parametrize("kind", ["constant", "detached"])
+def test_a_model_without_input_gradients_gets_a_gate_verdict_not_a_crash(setup, tmp_path, kind):
+    model, eval_set, _ = setup
+    module = Constant() if kind == "constant" else Detached(model.module)
+    plain = replace(model, module=module.eval(), fingerprint=kind)
+    with torch.no_grad():
+        clean = plain.module(eval_set.images(range(len(eval_set)))).argmax(1).numpy()
+    profile = _profile(minimal_norm=True)
+    out = evaluate_threat_model(
+        plain,
+        eval_set,
+        clean,
+        profile.threat_models[0],
+        profile,
+        seed=0,
+        cache=ResultCache(tmp_path, "adversarial"),
+    )
+    acc = [out.robust_accuracy(k, 0.95).value for k in range(4)]
+    failed = {name: g.note() for name, g in out.gates.items() if not g.passed}
+    assert failed, "a model the gradient attacks cannot see passed every sanity gate"
+    for note in failed.values():
+        assert note.startswith("robustness numbers cannot be trusted: ")
+    if kind == "constant":  # nothing can change its output: as robust as it is accurate
+        assert acc == [acc[0]] * 4 and 0 < acc[0] < 0.2
+        assert np.isinf(out.arrays["min_l2"][~np.isnan(out.arrays["min_l2"])]).all()
+        assert "near_zero_at_huge_eps" in failed
+    else:  # the gradient attacks break nothing, noise does: the gates catch the difference
+        assert acc[3] > 0.3
+
+
 def test_a_warm_rerun_attacks_nothing_and_the_key_follows_the_settings(setup, tmp_path):
     model, eval_set, clean = setup
     cache = ResultCache(tmp_path, "adversarial")
@@ -186,11 +243,16 @@ def test_the_profile_table_defaults_and_mistakes():
     p = parse_profile({"linf": {"epsilons": [0.1], "min_robust_accuracy": 0.5}}, CTX)
     assert [t.norm for t in p.threat_models] == ["linf"]
     assert p.threat_models[0].threshold(0).value == 0.5
+    assert default.threat_models[0].targets == 3
+    binary = parse_profile({}, ProfileContext(Path("p.toml"), ("no", "yes")))
+    assert [t.targets for t in binary.threat_models] == [1, 1]
     bad = [
         ({"linf": {"epsilons": [0.1, 0.05]}}, "strictly increasing"),
         ({"linf": {"epsilons": [0.1], "min_robust_accuracy": [0.5, 0.4]}}, "one number per"),
         ({"linf": {"epsilons": [0.1], "huge_epsilon": 0.05}}, "huge_epsilon=0.05"),
         ({"linf": {"stepz": 3}}, "stepz"),
+        ({"linf": {"targets": 10}}, "at most 9 other classes"),
+        ({"linf": {"targets": 0}}, "targets=0"),
         ({"samples": 0}, "samples=0"),
         ({"l2": {"epsilons": [1.0], "min_robust_accuracy": 1.5}}, "can never pass"),
     ]

@@ -4,8 +4,9 @@ table, one threat model evaluated end to end with foolbox 3, its sanity gates an
 Per threat model (L-inf, L2), on a seeded class-stratified sample of the eval set:
 
 - robust accuracy at each epsilon: the per-sample worst case over FGSM, PGD on cross-entropy
-  and PGD on a margin loss (each with random restarts), each attack run only on what the ones
-  before it left standing; samples the model gets wrong clean count as broken at every
+  and PGD on a margin loss against the best other class and, targeted, against the 2nd to
+  ``targets``-th most likely ones (each with random restarts), each attack run only on what
+  the ones before it left standing; samples the model gets wrong clean count as broken at every
   epsilon, so at epsilon 0 robust accuracy is clean accuracy;
 - the median L2 size of the smallest perturbation L2 DeepFool finds (informational);
 - sanity gates against obfuscated gradients (Athalye et al. 2018), each a check that fails
@@ -63,6 +64,7 @@ class ThreatModel:
     rel_stepsize: float = 0.25
     restarts: int = 1
     margin_loss: bool = True
+    targets: int = 3
     huge_epsilon: float = 0.5
 
     def threshold(self, k: int) -> Threshold | None:
@@ -104,11 +106,14 @@ class AdversarialProfile:
             "samples": self.samples,
             "minimal_norm": self.minimal_norm_with,
             "minimal_norm_attack": "L2DeepFool(steps=10, candidates=3)",
+            "attacks": ATTACKS_REVISION,
             "noise_repeats": self.noise_repeats,
             "examples_per_class": self.examples_per_class,
         }
 
 
+# Part of the cache key: what the attacks do beyond their settings (changing it re-attacks).
+ATTACKS_REVISION = "2: cosine step-size decay, first misclassified iterate, targeted margins"
 DEFAULT_THREAT_MODELS = {
     "linf": ThreatModel("linf", (0.01, 0.03, 0.1), huge_epsilon=0.5),
     "l2": ThreatModel("l2", (0.25, 0.5, 1.0), huge_epsilon=10.0),
@@ -131,6 +136,7 @@ _TM_KEYS = (
     "rel_stepsize",
     "restarts",
     "margin_loss",
+    "targets",
     "huge_epsilon",
 )
 
@@ -138,6 +144,20 @@ _TM_KEYS = (
 def _bool(name: str, value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgument(f"{name}={value!r} in {where}: expected true or false")
+    return value
+
+
+def _targets(table: dict[str, Any], default: int, ctx: ProfileContext, where: str) -> int:
+    """Other classes the margin PGD aims at; at most all of them."""
+    others = max(len(ctx.classes) - 1, 1)
+    if "targets" not in table:
+        return min(default, others)
+    value = positive_int("targets", table["targets"], where)
+    if value > others:
+        raise InvalidArgument(
+            f"targets={value} in {where}: the model has {len(ctx.classes)} classes, so at "
+            f"most {others} other classes to aim at; lower it"
+        )
     return value
 
 
@@ -184,6 +204,7 @@ def _threat_model(norm: str, table: Any, ctx: ProfileContext) -> ThreatModel:
         rel_stepsize=positive_number("rel_stepsize", get("rel_stepsize", d.rel_stepsize), where),
         restarts=positive_int("restarts", get("restarts", d.restarts), where),
         margin_loss=_bool("margin_loss", get("margin_loss", d.margin_loss), where),
+        targets=_targets(table, d.targets, ctx, where),
         huge_epsilon=huge,
     )
 
@@ -200,6 +221,7 @@ def parse_profile(table: dict[str, Any], ctx: ProfileContext) -> AdversarialProf
         epsilons = [0.01, 0.03, 0.1]
         min_robust_accuracy = [0.7, 0.4, 0]  # one per epsilon; 0: informational
         steps = 10                           # PGD steps; restarts = 1; rel_stepsize = 0.25
+        targets = 3                          # margin PGD: best other class, 2nd, 3rd
         [adversarial.l2]
         epsilons = [0.25, 0.5, 1.0]
     """
@@ -241,10 +263,11 @@ def attack_plan(tm: ThreatModel) -> list:
     """The attacks of a threat model in the order they run (each on what is left)."""
     from vcheck.robustness.attacks import AttackSpec
 
-    plan = [AttackSpec("fgsm", tm.norm)]
-    kinds = ("pgd", "pgd_margin") if tm.margin_loss else ("pgd",)
-    for kind in kinds:
-        plan.append(AttackSpec(kind, tm.norm, tm.steps, tm.rel_stepsize, tm.restarts))
+    budget = (tm.steps, tm.rel_stepsize, tm.restarts)
+    plan = [AttackSpec("fgsm", tm.norm), AttackSpec("pgd", tm.norm, *budget)]
+    if tm.margin_loss:  # the best other class, then the 2nd, 3rd, ... most likely at clean
+        ranks = (0, *range(2, tm.targets + 1))
+        plan += [AttackSpec("pgd_margin", tm.norm, *budget, target=t) for t in ranks]
     return plan
 
 

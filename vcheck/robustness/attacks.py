@@ -35,9 +35,24 @@ KINDS = ("fgsm", "pgd", "pgd_margin", "noise")
 ProgressFn = Callable[[int], None]
 
 
+class TiedToInput(nn.Module):
+    """``module``'s logits plus ``0 * sum(x)``: the same values, but always a graph back to
+    the input. A model whose output does not depend on its input (or carries no gradient)
+    then gives zero gradients, so the gradient attacks find nothing and the sanity gates
+    judge the result, where foolbox would stop on an assertion."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        return out + 0 * x.flatten(1).sum(1, keepdim=True).to(out.dtype)
+
+
 def foolbox_model(module: nn.Module) -> fb.PyTorchModel:
     """foolbox's view of a vcheck module: inputs in [0, 1], normalisation inside the module."""
-    return fb.PyTorchModel(module.eval(), bounds=(0, 1))
+    return fb.PyTorchModel(TiedToInput(module).eval(), bounds=(0, 1))
 
 
 def restart_seeds(seed: int, restart: int, ids: np.ndarray) -> list[int]:
@@ -69,26 +84,101 @@ class SeededStartMixin:
         return ep.astensor(raw + delta)
 
 
-class MarginLossMixin:
-    """Maximise ``max_{j != y} z_j - z_y`` (summed over the batch) instead of cross-entropy."""
+class LogitLossMixin:
+    """PGD on a per-sample loss of the logits (cross-entropy here), returning per sample the
+    first iterate that was misclassified: foolbox's PGD returns the last iterate, which a
+    fixed step can carry back across the boundary. The iterates' logits are already computed
+    for the gradient, so this costs nothing."""
+
+    _adv: torch.Tensor | None = None
+    _found: torch.Tensor | None = None
+
+    def sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, y, reduction="none")
 
     def get_loss_fn(self, model: Any, labels: ep.Tensor) -> Callable[[ep.Tensor], ep.Tensor]:
         y = labels.raw
 
         def loss_fn(inputs: ep.Tensor) -> ep.Tensor:
             logits = model(inputs).raw
-            true = logits.gather(1, y[:, None])[:, 0]
-            other = logits.scatter(1, y[:, None], -math.inf).amax(1)
-            return ep.astensor((other - true).sum())
+            self._remember(inputs.raw.detach(), logits.detach().argmax(1) != y)
+            return ep.astensor(self.sample_loss(logits, y).sum())
 
         return loss_fn
 
+    def _remember(self, x: torch.Tensor, wrong: torch.Tensor) -> None:
+        if self._adv is None:
+            self._adv, self._found = x.clone(), wrong.clone()
+            return
+        new = wrong & ~self._found
+        self._adv[new] = x[new]
+        self._found |= new
 
-class SeededLinfPGD(SeededStartMixin, fb.attacks.LinfPGD):
+    def run(self, model: Any, inputs: Any, criterion: Any, *, epsilon: float, **kwargs: Any):
+        self._adv = self._found = None
+        out = super().run(model, inputs, criterion, epsilon=epsilon, **kwargs)
+        if self._found is None or not bool(self._found.any()):
+            return out
+        raw = out.raw if isinstance(out, ep.Tensor) else out
+        mask = self._found.view(-1, *([1] * (raw.ndim - 1)))
+        kept = torch.where(mask, self._adv, raw)
+        self._adv = self._found = None
+        return ep.astensor(kept) if isinstance(out, ep.Tensor) else kept
+
+
+class MarginLossMixin(LogitLossMixin):
+    """Maximise ``z_t - z_y`` instead of cross-entropy (CW/DLR-style; it does not saturate
+    once the true class is unlikely). ``t`` is the best other class (``target_rank = 0``), or
+    the ``target_rank``-th most likely other class at the clean input, a targeted margin as
+    in APGD-T: it reaches boundaries the untargeted loss's gradient does not point to."""
+
+    target_rank: int = 0
+    _targets: torch.Tensor | None = None
+
+    def sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        true = logits.gather(1, y[:, None])[:, 0]
+        if self._targets is None:
+            return logits.scatter(1, y[:, None], -math.inf).amax(1) - true
+        return logits.gather(1, self._targets[:, None])[:, 0] - true
+
+    def run(self, model: Any, inputs: Any, criterion: Any, *, epsilon: float, **kwargs: Any):
+        self._targets = None
+        if self.target_rank:
+            x0 = inputs.raw if isinstance(inputs, ep.Tensor) else inputs
+            y = fb.attacks.base.get_criterion(criterion).labels.raw
+            with torch.no_grad():
+                z = model(ep.astensor(x0)).raw.scatter(1, y[:, None], -math.inf)
+            self._targets = z.topk(self.target_rank, 1).indices[:, -1]
+        try:
+            return super().run(model, inputs, criterion, epsilon=epsilon, **kwargs)
+        finally:
+            self._targets = None
+
+
+class DecayingStep(fb.attacks.gradient_descent_base.Optimizer):
+    """Step size ``2 * stepsize`` at the first step, cosine-decayed to 0 at the last (mean:
+    ``stepsize``): large steps cross the ball early, small ones settle near the boundary,
+    the idea of APGD's step-size schedule without its bookkeeping."""
+
+    def __init__(self, stepsize: float, steps: int) -> None:
+        self.stepsize, self.steps, self.t = stepsize, steps, 0
+
+    def __call__(self, gradient: ep.Tensor) -> ep.Tensor:
+        factor = 1 + math.cos(math.pi * self.t / max(self.steps, 1))
+        self.t += 1
+        return self.stepsize * factor * gradient
+
+
+class DecayingStepMixin:
+    def get_optimizer(self, x: ep.Tensor, stepsize: float) -> DecayingStep:
+        return DecayingStep(stepsize, self.steps)
+
+
+class SeededLinfPGD(DecayingStepMixin, LogitLossMixin, SeededStartMixin, fb.attacks.LinfPGD):
     norm = "linf"
 
 
-class SeededL2PGD(SeededStartMixin, fb.attacks.L2PGD):
+class SeededL2PGD(DecayingStepMixin, LogitLossMixin, SeededStartMixin, fb.attacks.L2PGD):
     norm = "l2"
 
 
@@ -105,7 +195,9 @@ class AttackSpec:
     """One attack of a threat model: kind, norm, and (for PGD) steps, step and restarts.
 
     ``kind``: "fgsm" (one signed/normalised gradient step), "pgd" (cross-entropy),
-    "pgd_margin" (margin loss) or "noise" (repeated uniform noise, gradient-free).
+    "pgd_margin" (margin loss against the best other class; ``target`` = k > 0: against
+    the k-th most likely other class at the clean input) or "noise" (repeated uniform
+    noise, gradient-free).
     """
 
     kind: str
@@ -114,6 +206,7 @@ class AttackSpec:
     rel_stepsize: float = 0.1
     restarts: int = 1
     repeats: int = 1
+    target: int = 0
 
     @property
     def label(self) -> str:
@@ -121,7 +214,8 @@ class AttackSpec:
             return f"{self.norm} fgsm"
         if self.kind == "noise":
             return f"{self.norm} uniform noise x{self.repeats}"
-        return f"{self.norm} {self.kind}({self.steps} steps x {self.restarts} restarts)"
+        against = f", target: other class ranked {self.target}" if self.target else ""
+        return f"{self.norm} {self.kind}({self.steps} steps x {self.restarts} restarts{against})"
 
 
 def make_attack(spec: AttackSpec) -> fb.attacks.base.FixedEpsilonAttack:
@@ -143,7 +237,9 @@ def make_attack(spec: AttackSpec) -> fb.attacks.base.FixedEpsilonAttack:
         cls = MarginLinfPGD if linf else MarginL2PGD
     else:
         raise ValueError(f"kind={spec.kind!r}: expected one of {', '.join(KINDS)}")
-    return cls(steps=spec.steps, rel_stepsize=spec.rel_stepsize, random_start=True)
+    attack = cls(steps=spec.steps, rel_stepsize=spec.rel_stepsize, random_start=True)
+    attack.target_rank = spec.target
+    return attack
 
 
 def attack_success(
