@@ -2,7 +2,11 @@
 as the suite runs it, answers what it answered before them (tests/data/reference_verdicts.json,
 recorded by scripts/record_reference_verdicts.py). IBP and CROWN on every instance; the
 optimising alpha-CROWN and branch and bound on the first clean and counterexample instances
-of each network, to keep this under a minute of CPU."""
+of each network, to keep this under a minute of CPU.
+
+"unknown" and "timeout" compare as one answer, "no answer": whether the time limit or the
+method's own end came first depends on the machine's speed and load (the recording itself
+timed out on a loaded machine), while "unsat" and "sat" are what a speed-up must not change."""
 
 import json
 from pathlib import Path
@@ -16,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "fixtures" / "soundness"
 REFERENCE = json.loads((ROOT / "tests" / "data" / "reference_verdicts.json").read_text())
 CHEAP = ("IBP", "CROWN")
+NO_ANSWER = {"unknown": "no answer", "timeout": "no answer"}
+
+
+def _answer(verdict: str) -> str:
+    return NO_ANSWER.get(verdict, verdict)
 
 
 @pytest.fixture(autouse=True)
@@ -38,5 +47,6 @@ def test_verdicts_equal_the_recorded_ones(name):
     for spec in BUILTIN:
         verifier = resolve_verifier(spec, timeout=30.0, bab_max_domains=50)
         chosen = instances if spec in CHEAP else sample
-        got = {i.id: verifier.verify(bench.network, i).verdict for i in chosen}
-        assert got == {i.id: reference[spec][i.id] for i in chosen}, f"{spec} on {name}"
+        got = {i.id: _answer(verifier.verify(bench.network, i).verdict) for i in chosen}
+        want = {i.id: _answer(reference[spec][i.id]) for i in chosen}
+        assert got == want, f"{spec} on {name}"
