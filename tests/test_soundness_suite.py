@@ -90,7 +90,7 @@ MUTANTS = """
 from vcheck.verify.bab import BranchAndBound
 from vcheck.verify.lirpa import LirpaVerifier
 from vcheck.verify.mutants import (
-    DropDomains, DropTarget, NonStrictComparison, ShrinkBox, ShrinkIntermediate,
+    DropDomains, DropTarget, NonStrictComparison, NumericalSlack, ShrinkBox, ShrinkIntermediate,
 )
 
 SHRINK_BOX = ShrinkBox(LirpaVerifier("IBP"), 0.98)
@@ -98,18 +98,27 @@ SHRINK_INTERMEDIATE = ShrinkIntermediate("CROWN", 0.9)
 DROP_DOMAINS = DropDomains(BranchAndBound("IBP"), 0.5)
 NON_STRICT = NonStrictComparison("CROWN")
 DROP_TARGET = DropTarget(LirpaVerifier("CROWN"))
+NUMERICAL_SLACK = NumericalSlack(1e-3, "CROWN")
 """
+GRADED = "graded_cnn_1conv_1x5x5_eps0.02"
 
 
 def test_every_synthetic_bug_fails_the_suite_on_the_shipped_benchmark_naming_an_instance(
     pytester,
 ):
     pytester.makepyfile(mutants=MUTANTS)
-    names = ["SHRINK_BOX", "SHRINK_INTERMEDIATE", "DROP_DOMAINS", "NON_STRICT", "DROP_TARGET"]
+    names = [
+        "SHRINK_BOX",
+        "SHRINK_INTERMEDIATE",
+        "DROP_DOMAINS",
+        "NON_STRICT",
+        "DROP_TARGET",
+        "NUMERICAL_SLACK",
+    ]
     result = run(
         pytester,
         *[f"--verifier=mutants:{n}" for n in names],
-        select=f"({BENCH} or edge_ties_3class) and (no_unsat or clean_instances)",
+        select=f"({BENCH} or edge_ties_3class or {GRADED}) and (no_unsat or clean_instances)",
     )
     assert result.ret == 1
     checks = json.loads((pytester.path / METRICS).read_text())["checks"]
@@ -125,6 +134,10 @@ def test_every_synthetic_bug_fails_the_suite_on_the_shipped_benchmark_naming_an_
     for name, instance in (("NON_STRICT", "clean_tie"), ("DROP_TARGET", "clean_class_1_only")):
         edge = [c for c in failed[name] if c["eval_set"] == "edge_ties_3class"]
         assert edge and edge[0]["details"]["instances"] == [instance]
+    # A slack of 1e-3 misses the MLP's needles (depth 0.05) and is caught on the graded x* at
+    # depth 1e-4, where CROWN's bound is nearly exact.
+    slack = [c for c in failed["NUMERICAL_SLACK"] if c["metric"].startswith("unsat_on_counter")]
+    assert [c["eval_set"] for c in slack] == [GRADED]
 
 
 def test_an_unsound_unsat_that_arrives_after_the_timeout_still_fails(pytester):

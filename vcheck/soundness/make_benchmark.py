@@ -46,7 +46,6 @@ _GRADED = dict(
 _GRADED_ARCHS = {
     "mlp_25in_64x32": dict(input_shape=(25,), hidden=(64, 32)),
     "cnn_1conv_1x5x5": {**_CNN1, "zero_gap": 0.5},
-    "cnn_2conv_3x5x5": {**_CNN2, "zero_gap": 0.5},
 }
 
 GRID: tuple[needle.NeedleSettings, ...] = (
