@@ -5,6 +5,7 @@ file was recorded before the BoundedModule cache was shared across batch sizes).
 and review the diff, only when the benchmark or a verifier's algorithm changes on purpose.
 
 Usage: PYTHONPATH=. .venv/bin/python scripts/record_reference_verdicts.py [--out PATH]
+       [--only NETWORK ...]   (record these networks, keep the file's other entries)
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "reference_verdic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", nargs="+", metavar="NETWORK", help="networks to (re)record")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the suite runs them
     budget = SoundnessProfile()
     verdicts: dict[str, dict[str, dict[str, str]]] = {}
-    for bench in load_benchmarks(fixtures_dir() / "soundness"):
+    benches = load_benchmarks(fixtures_dir() / "soundness")
+    if args.only:
+        unknown = set(args.only) - {b.name for b in benches}
+        if unknown:
+            raise SystemExit(f"--only: no shipped network named {', '.join(sorted(unknown))}")
+        verdicts = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        benches = [b for b in benches if b.name in args.only]
+    for bench in benches:
         for spec in BUILTIN:
             verifier = resolve_verifier(
                 spec, timeout=budget.timeout, bab_max_domains=budget.bab_max_domains

@@ -1,8 +1,9 @@
 """Verifier speed-ups change no verdict: on every shipped network each built-in verifier, run
 as the suite runs it, answers what it answered before them (tests/data/reference_verdicts.json,
-recorded by scripts/record_reference_verdicts.py). IBP and CROWN on every instance; the
-optimising alpha-CROWN and branch and bound on the first clean and counterexample instances
-of each network, to keep this under a minute of CPU.
+recorded by scripts/record_reference_verdicts.py before the speed-ups; the graded networks,
+added after them, were recorded with the faster path and guard later changes). IBP and CROWN
+on every instance; the optimising alpha-CROWN and branch and bound on the first clean and
+counterexample instances of each network, to keep this under a minute of CPU.
 
 "unknown" and "timeout" compare as one answer, "no answer": whether the time limit or the
 method's own end came first depends on the machine's speed and load (the recording itself
