@@ -1,13 +1,15 @@
-"""The default run (`make run`, i.e. ``pytest suites/`` on fmnist_cnn), cold and warm, with
-each suite's share, from one run of each.
+"""The default run (`make run`, i.e. ``pytest suites/ -n 2`` on fmnist_cnn), cold and warm,
+with each suite's share, from one run of each.
 
 Prints the wall clock of a run with a fresh (cold) cache and of the same command again (warm),
 beside the issue's budgets (cold < 120 s, warm < 20 s on 2 cores), and per suite the seconds
 spent in its tests (setup + call + teardown, summed from the JUnit XML) and their share of the
-run. Suites that run first pay for shared work (the forward pass in the accuracy suite). The
+run (with worker processes, seconds summed over the workers, so shares can add up to more
+than 100%). Suites that run first pay for shared work (the forward pass in the accuracy suite). The
 load average is printed before and after: on shared cores every figure grows with it.
 
-Usage: .venv/bin/python benchmarks/bench_default_run.py [--suites suites/] [-- extra pytest args]
+Usage: .venv/bin/python benchmarks/bench_default_run.py [--workers 2] [--suites suites/]
+       [-- extra pytest args]      (--workers 0: one process, as plain ``pytest suites/``)
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 BUDGET = {"cold": 120.0, "warm": 20.0}
 
 
-def timed_run(targets: list[str], cache: Path, out: Path, extra: list[str]):
+def timed_run(targets: list[str], workers: int, cache: Path, out: Path, extra: list[str]):
     """Wall clock of one run, the seconds per suite file, and the pytest exit code."""
-    args = [sys.executable, "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider"]
+    args = [sys.executable, "-m", "pytest", *targets, "-n", str(workers), "-q"]
+    args += ["-p", "no:cacheprovider"]
     args += [f"--cache-dir={cache}", f"--junitxml={out}.xml"]
     args += [f"--report={out}.html", f"--metrics-json={out}.json", *extra]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "VCHECK_CACHE_DIR")}
@@ -46,14 +49,18 @@ def timed_run(targets: list[str], cache: Path, out: Path, extra: list[str]):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", nargs="*", default=["suites/"], help="pytest targets")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (make run)")
     parser.add_argument("extra", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"pytest {' '.join(args.suites)} -n {args.workers} (cold: empty cache; warm: again)")
     with tempfile.TemporaryDirectory(prefix="vcheck-bench-default-") as d:
         tmp = Path(d)
         runs = {}
         for state in ("cold", "warm"):
-            runs[state] = timed_run(args.suites, tmp / "cache", tmp / state, args.extra)
+            runs[state] = timed_run(
+                args.suites, args.workers, tmp / "cache", tmp / state, args.extra
+            )
     suites = sorted({s for r in runs.values() for s in r[1]}, key=lambda s: -runs["cold"][1][s])
     print(f"{'':24} {'cold':>16} {'warm':>16}")
     cells = []
