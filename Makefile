@@ -11,12 +11,8 @@ TEST_WORKERS ?= 2
 setup:
 	@bash scripts/setup.sh
 
-# The suites run in two pytest-xdist workers too (the soundness suite's verifiers use one
-# core each); the report and metrics JSON are those of a serial run. RUN_WORKERS=0: one process.
-RUN_WORKERS ?= 2
-
 run: setup
-	$(PY) -m pytest suites/ -n $(RUN_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest suites/ $(PYTEST_ARGS)
 
 # Tests that train or optimise run a second time under the scalar CPU kernels (no vector
 # unit), so a test that depends on one CPU's floating-point path fails here, not on a user's
