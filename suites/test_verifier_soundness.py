@@ -18,18 +18,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vcheck.checks import Measurement, Threshold
-from vcheck.models.zoo import fixtures_dir
+from vcheck.errors import VcheckError
 from vcheck.plugin import NOTHING_TO_CHECK, session_of
 from vcheck.report.document import write_atomic
-from vcheck.soundness.runner import BUILTIN, load_benchmarks, resolve_verifier, run_verifier
+from vcheck.soundness.pool import (
+    benchmark_root,
+    session_benchmarks,
+    session_cache,
+    session_pool,
+)
+from vcheck.soundness.runner import BUILTIN, resolve_verifier, run_verifier
 
 SUITE = "soundness"
 NONE_ALLOWED = Threshold(0.0, "max")
 LIRPA_METHODS = ("IBP", "CROWN", "alpha-CROWN")
-
-
-def _root(session):
-    return session.settings.soundness_dir or fixtures_dir() / "soundness"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -41,7 +43,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         methods = [m for m in LIRPA_METHODS if m in specs]
         metafunc.parametrize("bound_method", methods or [NOTHING_TO_CHECK])
     if "benchmark_name" in metafunc.fixturenames:
-        root = _root(session)
+        root = benchmark_root(session)
         names = (
             sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
             if (root.is_dir())
@@ -52,11 +54,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def soundness_benchmark(benchmark_name, vcheck_session):
-    benchmarks = vcheck_session.memo(
-        ("soundness", "benchmarks"),
-        lambda: {b.name: b for b in load_benchmarks(_root(vcheck_session))},
-    )
-    return benchmarks[benchmark_name]
+    return session_benchmarks(vcheck_session)[benchmark_name]
 
 
 @pytest.fixture
@@ -76,19 +74,21 @@ def verdicts(verifier_spec, soundness_benchmark, vcheck_session, request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     interactive = bool(reporter is not None and reporter.isatty)
 
+    pool = session_pool(vcheck_session)
+    if pool is not None and (verifier_spec, soundness_benchmark.name) in pool:
+        return vcheck_session.memo(
+            ("soundness", verifier_spec, soundness_benchmark.name),
+            lambda: pool.verdicts(verifier_spec, soundness_benchmark.name),
+        )
+
     def run():
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny networks: one thread is faster and deterministic
         try:
-            cache = (
-                None
-                if vcheck_session.settings.no_cache
-                else (vcheck_session.settings.cache_dir / "verdicts")
-            )
             return run_verifier(
                 verifier,
                 soundness_benchmark,
-                cache,
+                session_cache(vcheck_session, "verdicts"),
                 write=vcheck_session.write_line,
                 label=verifier_spec,
                 interval=2.0 if interactive else 30.0,  # a CI log gets a few lines
@@ -361,6 +361,80 @@ def test_model_certified_implies_robust_implies_clean(
             exact=True,
         ),
         eval_set=eval_set.name,
+        threshold=NONE_ALLOWED,
+        note=f"certified samples that PGD broke or that are misclassified: {broken.tolist()}",
+    )
+
+
+def test_bounds_certify_the_control_model(vcheck_session, record_check):
+    """The same check on the profile's control model (a small zoo network that CROWN bounds
+    tightly), so the bound path is exercised even when the model under test is too large
+    for CROWN and IBP certifies nothing: its certified accuracy must reach the profile's
+    floor (a bound that stopped certifying fails) and PGD must break none of its certified
+    samples (an unsound bound or wrapper fails)."""
+    from vcheck.config import VcheckConfig
+    from vcheck.data.sources import eval_set_names, load_eval_set
+    from vcheck.evaluate.certified import cached_robustness_sample
+    from vcheck.functional.intervals import wilson_interval
+    from vcheck.models import resolve_model
+
+    budget = vcheck_session.profile.soundness
+    if not budget.control_model:
+        pytest.skip('the profile leaves the control model out (control_model = "")')
+    try:
+        from vcheck.verify._lirpa_compat import import_auto_lirpa
+
+        import_auto_lirpa()
+    except ImportError as exc:
+        pytest.skip(f"certified accuracy needs auto_LiRPA: {exc}")
+    settings_ = vcheck_session.settings
+
+    def measure():
+        ref = resolve_model(budget.control_model, None)
+        own = VcheckConfig(model=budget.control_model, seed=settings_.seed)
+        eval_set = load_eval_set(eval_set_names(ref.cfg, own)[0], ref.cfg, own)
+        model = ref.load(torch.device("cpu"))
+        sample = cached_robustness_sample(
+            model,
+            eval_set,
+            session_cache(vcheck_session, "robustness"),
+            n=budget.model_samples,
+            eps=budget.model_eps,
+            seed=settings_.seed,
+        )
+        return eval_set.name, sample
+
+    try:
+        eval_name, sample = vcheck_session.memo(("soundness", "control"), measure)
+    except VcheckError as exc:  # e.g. the Fashion-MNIST files are missing
+        pytest.skip(f"control model {budget.control_model}: {exc}")
+    where = f"model={budget.control_model}, eps={sample.eps:.4g}, bounds={sample.method}"
+    k = int(sample.certified.sum())
+    record_check(
+        SUITE,
+        "control_certified_accuracy@eps",
+        Measurement(
+            k / sample.n,
+            sample.n,
+            wilson_interval(k, sample.n, settings_.confidence),
+            "wilson",
+            {"setting": where, "robust_pgd": float(sample.robust.mean())},
+        ),
+        eval_set=eval_name,
+        threshold=Threshold(budget.control_min_certified, "min"),
+        note=f"{budget.control_model}: bounds certified {k} of {sample.n} samples ({where})",
+    )
+    broken = np.flatnonzero(sample.certified & ~sample.robust)
+    record_check(
+        SUITE,
+        "control_certified_but_not_robust",
+        Measurement(
+            len(broken),
+            sample.n,
+            details={"samples": broken.tolist(), "setting": where},
+            exact=True,
+        ),
+        eval_set=eval_name,
         threshold=NONE_ALLOWED,
         note=f"certified samples that PGD broke or that are misclassified: {broken.tolist()}",
     )

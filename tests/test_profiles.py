@@ -218,6 +218,14 @@ def test_soundness_table_is_validated_and_has_defaults(tmp_path):
     bad.write_text("[soundness]\ntimeout = -1\n")
     with pytest.raises(InvalidArgument, match="timeout=-1"):
         load_profile(bad, classes)
+    assert (s.control_model, s.control_min_certified) == ("fmnist_mlp", 0.6)
+    control = tmp_path / "control.toml"
+    control.write_text('[soundness]\ncontrol_model = "fmnist_mpl"\n')
+    with pytest.raises(UnknownNameError, match=r"control_model 'fmnist_mpl'.*'fmnist_mlp'"):
+        load_profile(control, classes)
+    control.write_text('[soundness]\ncontrol_model = ""\ncontrol_min_certified = 0.9\n')
+    s = load_profile(control, classes).soundness
+    assert (s.control_model, s.control_min_certified) == ("", 0.9)
 
 
 @pytest.mark.parametrize(

@@ -220,3 +220,34 @@ def test_a_refusal_by_design_is_reported_as_a_refusal_not_as_unanswered(pytester
     refused = checks[("refused[CROWN]", sigmoid)]
     assert refused["value"] == 1.0 and refused["outcome"] == "info"
     assert "bounds refused" in refused["details"]["note"]
+
+
+UNSOUND_BOUNDS = """
+import pytest
+import torch
+
+
+@pytest.hookimpl
+def pytest_configure(config):
+    import vcheck.verify.bounds as bounds
+
+    def slack(net, lower, upper, label, method, **kw):
+        # An off-by-a-margin bug: every margin bound raised by 5 logits.
+        return real(net, lower, upper, label, method, **kw) + 5.0
+
+    real = bounds.margin_lower_bounds
+    bounds.margin_lower_bounds = slack
+"""
+
+
+def test_an_unsound_bound_fails_the_control_model_check(pytester):
+    """The model under test (IBP on fmnist_cnn) certifies nothing, so only the control shows
+    that the bound path broke: its certified samples include ones PGD breaks."""
+    pytester.makepyfile(unsound_bounds=UNSOUND_BOUNDS)
+    cache = f"--cache-dir={pytester.path / 'cache'}"  # no sound sample from another run
+    result = run(pytester, "-p", "unsound_bounds", cache, select="control")
+    assert result.ret == 1, result.stdout.str()
+    checks = checks_of(pytester)
+    broken = checks[("control_certified_but_not_robust", "fmnist_test")]
+    assert broken["outcome"] == "fail" and broken["value"] > 0
+    result.stdout.fnmatch_lines(["*control_certified_but_not_robust*fails the threshold <= 0*"])

@@ -60,6 +60,9 @@ class VcheckConfig:
     profile: Path | None = None
     batch_size: int = 256
     num_workers: int | None = None  # None: file-backed eval sets pick (vcheck.data.evalset)
+    # Background processes for the built-in verifiers (None: one per core; 0: in the run's own
+    # process), see vcheck.soundness.pool.
+    verifier_workers: int | None = None
     bootstrap_resamples: int = 1000
     confidence: float = 0.95
     eval_sets: dict[str, Path] = field(default_factory=dict)
@@ -168,6 +171,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "device": lambda n, v: _check_choice(n, v, DEVICES),
     "seed": lambda n, v: _check_int(n, v, minimum=0),
     "num_workers": lambda n, v: _check_int(n, v, minimum=0),
+    "verifier_workers": lambda n, v: _check_int(n, v, minimum=0),
     "batch_size": lambda n, v: _check_int(n, v, minimum=1),
     "max_samples": lambda n, v: _check_int(n, v, minimum=1),
     # intervals.MIN_RESAMPLES (not imported: scipy.stats would slow every pytest start)

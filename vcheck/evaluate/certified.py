@@ -92,11 +92,13 @@ def cached_robustness_sample(
     if cache_dir is None:
         return robustness_sample(model, eval_set, **settings)
     import vcheck
+    from vcheck.soundness.runner import code_fingerprint
 
     key = hashlib.sha256(
         json.dumps(
             [
                 vcheck.__version__,
+                code_fingerprint(),  # the bound code: a fix must not read a stale sample
                 model.fingerprint,
                 model.cfg.preprocessing_key(),
                 eval_set.fingerprint,

@@ -44,13 +44,16 @@ class Benchmark:
 
 def load_benchmarks(root: Path) -> list[Benchmark]:
     """Every VNN-COMP folder (with a manifest.json) under ``root``, sorted by name."""
-    out = []
-    for directory in sorted(p for p in Path(root).iterdir() if (p / "manifest.json").is_file()):
-        network = read_benchmark(directory)
-        rows = instance_files(directory)
-        files = {inst.id: row for inst, row in zip(network.instances, rows, strict=True)}
-        out.append(Benchmark(directory.name, directory, network, files))
-    return out
+    folders = sorted(p for p in Path(root).iterdir() if (p / "manifest.json").is_file())
+    return [load_benchmark(directory) for directory in folders]
+
+
+def load_benchmark(directory: Path) -> Benchmark:
+    """One benchmark folder written by make_benchmark (or any VNN-COMP folder with a manifest)."""
+    network = read_benchmark(directory)
+    rows = instance_files(directory)
+    files = {inst.id: row for inst, row in zip(network.instances, rows, strict=True)}
+    return Benchmark(directory.name, directory, network, files)
 
 
 class FileVerifier:
@@ -193,6 +196,22 @@ def run_verifier(
     if path is not None and keep.keys() != cached.keys():
         write_atomic(path, json.dumps({k: _result_json(r) for k, r in keep.items()}))
     return results
+
+
+def has_cached_verdicts(verifier, benchmark: Benchmark, cache_dir: Path | None) -> bool:
+    """Whether :func:`run_verifier` would answer every instance from the cache (no work)."""
+    from vcheck.verify.bab import BranchAndBound
+    from vcheck.verify.lirpa import LirpaVerifier
+
+    if cache_dir is None or type(verifier) not in (LirpaVerifier, BranchAndBound):
+        return False
+    path = cache_dir / f"{_cache_key(verifier, benchmark)}.json"
+    if not path.is_file():
+        return False
+    with warnings.catch_warnings():  # a damaged entry warns when run_verifier reads it
+        warnings.simplefilter("ignore", VcheckWarning)
+        cached = _read_cache(path)
+    return all(i.id in cached for i in benchmark.network.instances)
 
 
 def is_final(result: Result) -> bool:
