@@ -43,23 +43,31 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory):
     weights.unlink()  # 110 MB
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_convnext_t_on_each_layout(
-    layout: str,
+def test_convnext_t_on_every_layout(
     torch_home: Path,
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    """One run, every layout: the wnid subset through --data-root (the primary eval set,
+    imagenet_val), the others through ``eval_sets`` in the config. Both paths detect the
+    layout with the same loader; one run instead of seven saves six interpreter and model
+    starts."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    root = LAYOUTS[layout](tmp_path / "data")
+    roots = {layout: build(tmp_path / layout) for layout, build in LAYOUTS.items()}
+    names = {layout: "imagenet_val" if layout == "wnid_subset" else layout for layout in LAYOUTS}
+    extra = ", ".join(
+        f'{names[layout]} = "{roots[layout]}"' for layout in LAYOUTS if layout != "wnid_subset"
+    )
+    pytester.makefile(".toml", vcheck=f"eval_sets = {{ {extra} }}\n")
     result = run_suites(
         pytester,
         SUITES / "test_accuracy.py",
         SUITES / "test_multilabel.py",
         "--model=convnext_t",
         f"--weights={torch_home / 'convnext_tiny_random.pth'}",
-        f"--data-root={root}",
+        f"--data-root={roots['wnid_subset']}",
+        "--vcheck-config=vcheck.toml",
         f"--cache-dir={tmp_path / 'cache'}",
         "--metrics-json=m.json",
         "-rf",
@@ -71,16 +79,23 @@ def test_convnext_t_on_each_layout(
     assert "Traceback" not in out
 
     doc = read_json(pytester.path / "m.json")
-    assert [(e["name"], e["n"]) for e in doc["eval_sets"]] == [("imagenet_val", 6)]
-    top1 = next(c for c in doc["checks"] if c["metric"] == "top1" and not c["slice"])
-    assert top1["outcome"] == "fail"
-    assert top1["threshold"] == pytest.approx(0.8152)
-    assert "test_accuracy.py::test_metric[top1-imagenet_val]" in out
-    failure = next(line for line in out.splitlines() if "top1 on imagenet_val" in line)
-    assert PUBLISHED in failure and "a subset's interval is wide" in failure
+    assert sorted((e["name"], e["n"]) for e in doc["eval_sets"]) == sorted(
+        (name, 6) for name in names.values()
+    )
     assert doc["profile"]["path"].endswith("profiles/published/convnext_tiny.toml")
-    expected = "ImageNet-R (named so)" if layout == "imagenet_r" else str(root)
-    assert f"vcheck: imagenet_val: {root}" in out and expected in out
+    for layout, name in names.items():
+        top1 = next(
+            c
+            for c in doc["checks"]
+            if c["metric"] == "top1" and not c["slice"] and c["eval_set"] == name
+        )
+        assert top1["outcome"] == "fail", layout
+        assert top1["threshold"] == pytest.approx(0.8152)
+        assert f"test_accuracy.py::test_metric[top1-{name}]" in out
+        failure = next(line for line in out.splitlines() if f"top1 on {name} " in line)
+        assert PUBLISHED in failure and "a subset's interval is wide" in failure, layout
+        expected = "ImageNet-R (named so)" if layout == "imagenet_r" else str(roots[layout])
+        assert f"vcheck: {name}: {roots[layout]}" in out and expected in out, layout
 
 
 def test_real_labels_and_fairness_metadata_match_by_file_name(

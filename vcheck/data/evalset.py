@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from vcheck.errors import VcheckWarning
@@ -211,6 +210,8 @@ def stratified_indices(labels: torch.Tensor, n: int, seed: int) -> list[int]:
         return list(range(total))
     y = labels.numpy()
     try:
+        from sklearn.model_selection import train_test_split  # scikit-learn: only when subsetting
+
         chosen, _ = train_test_split(np.arange(total), train_size=n, stratify=y, random_state=seed)
     except ValueError as exc:  # fewer samples than classes, or a class with a single member
         warnings.warn(

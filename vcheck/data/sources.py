@@ -12,7 +12,6 @@ from pathlib import Path
 from vcheck.config import VcheckConfig
 from vcheck.data.evalset import EvalSet, stratified_indices
 from vcheck.data.fashion_mnist import find_split_files, load_fashion_mnist
-from vcheck.data.image_folder import load_image_folder
 from vcheck.data.imagenet import load_imagenet
 from vcheck.data.metadata import attach_metadata, check_metadata
 from vcheck.errors import InvalidArgument
@@ -73,6 +72,8 @@ def load_eval_set(name: str, model_cfg: ModelCfg, config: VcheckConfig) -> EvalS
         root = config.data_root if name == "imagenet_val" else config.eval_sets[name]
         eval_set = load_imagenet(name, root, model_cfg)[0]
     else:
+        from vcheck.data.image_folder import load_image_folder  # torchvision: only if needed
+
         eval_set = load_image_folder(name, config.eval_sets[name], model_cfg)
     skipped = eval_set.extra.get("skipped")
     if skipped and config.strict:

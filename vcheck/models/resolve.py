@@ -86,6 +86,17 @@ def list_models(pattern: str = "*") -> list[str]:
     return model_registry().names(pattern, include_aliases=True)
 
 
+def _resolve_zoo(name: str, arch: str, weights_path: Path | None) -> ModelRef:
+    entry = ZOO[arch]
+    w = weights_path or entry.weights_path
+    if not w.is_file():
+        raise MissingArtefactError(
+            f"weights for {name!r} not found: looked for {w}. Run `make zoo` to train the "
+            "bundled models, or pass --weights PATH."
+        )
+    return ModelRef(name, "zoo", arch, entry.cfg, w, entry.profile_path, entry.build)
+
+
 def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
     """Resolve ``--model`` (and ``--weights``) without loading any weights.
 
@@ -99,6 +110,8 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
     weights_path = Path(weights).expanduser() if weights else None
     if weights_path is not None and not weights_path.is_file():
         raise InvalidArgument(f"--weights={weights} is not a file; pass the path of a .pt/.pth")
+    if name in ZOO:  # before the registry, whose torchvision listing imports torch._dynamo
+        return _resolve_zoo(name, name, weights_path)
     path = Path(name).expanduser()
     reg = model_registry()
     looks_like_path = name.endswith(_CHECKPOINT_SUFFIXES) or "/" in name or "\\" in name
@@ -122,14 +135,7 @@ def resolve_model(name: str, weights: str | Path | None = None) -> ModelRef:
         return _resolve_factory(name)
     arch = reg.canonical(name)
     if reg.get(arch) == "zoo":
-        entry = ZOO[arch]
-        w = weights_path or entry.weights_path
-        if not w.is_file():
-            raise MissingArtefactError(
-                f"weights for {name!r} not found: looked for {w}. Run `make zoo` to train the "
-                "bundled models, or pass --weights PATH."
-            )
-        return ModelRef(name, "zoo", arch, entry.cfg, w, entry.profile_path, entry.build)
+        return _resolve_zoo(name, arch, weights_path)
     w = weights_path or tvm.check_weights_present(arch, name)
     return ModelRef(
         name,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from vcheck.errors import CorruptArtefactError, MissingArtefactError
@@ -34,10 +33,14 @@ ALIASES: dict[str, str] = {
 
 
 def classification_models() -> list[str]:
+    import torchvision  # imports torch._dynamo: only for torchvision models
+
     return list(torchvision.models.list_models(module=torchvision.models))
 
 
 def default_weights(arch: str) -> Any:
+    import torchvision  # imports torch._dynamo: only for torchvision models
+
     return torchvision.models.get_model_weights(arch).DEFAULT
 
 
@@ -96,4 +99,6 @@ def verify_hub_hash(path: Path) -> None:
 
 
 def build(arch: str) -> nn.Module:
+    import torchvision  # imports torch._dynamo: only for torchvision models
+
     return torchvision.models.get_model(arch, weights=None)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
-from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
 from vcheck.config import DEFAULT_MODEL
 from vcheck.models.base import ModelCfg
@@ -91,6 +90,8 @@ def fmnist_cnn() -> nn.Module:
 
 def fmnist_convnext() -> nn.Module:
     """torchvision's ConvNeXt at a small width, with a 1-channel 2x2 patchify stem."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt  # not at every start-up
+
     net = ConvNeXt(
         [CNBlockConfig(32, 64, 2), CNBlockConfig(64, None, 2)],
         stochastic_depth_prob=0.0,

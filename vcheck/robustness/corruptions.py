@@ -21,9 +21,7 @@ import math
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as F
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 CORRUPTIONS = (
     "gaussian_noise",
@@ -76,6 +74,11 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0) ->
     >>> corrupt(x, "brightness", 5).max().item()
     0.800000011920929
     """
+    # torchvision (and the torch._dynamo it imports) loads here, not at start-up: a warm run
+    # reads every corruption result from the cache.
+    import torchvision.transforms.v2.functional as F
+    from torchvision.transforms import InterpolationMode
+
     if severity not in SEVERITIES:
         raise ValueError(f"severity={severity!r}: expected one of {SEVERITIES}")
     x = images.float()
