@@ -32,7 +32,9 @@ from vcheck.robustness.attacks import (
     restart_seeds,
 )
 
-pytestmark = pytest.mark.trains
+# Tests whose verdict rests on what an attack finds are marked `trains` (CI runs them again
+# under the scalar CPU kernels). The others compare two computations on one machine (vcheck
+# against the plain foolbox call) or check the cache, which no float path changes.
 CTX = ProfileContext(Path("p.toml"), tuple(str(i) for i in range(10)))
 
 
@@ -102,6 +104,7 @@ def test_robust_accuracy_equals_the_plain_foolbox_call_on_the_same_samples_and_s
         np.testing.assert_array_equal(ours, stock.numpy())
 
 
+@pytest.mark.trains
 def test_the_default_model_passes_the_sanity_gates_and_is_not_robust(setup, tmp_path):
     model, eval_set, clean = setup
     profile = _profile()
@@ -129,6 +132,7 @@ def test_the_default_model_passes_the_sanity_gates_and_is_not_robust(setup, tmp_
     assert (np.abs(shown - orig).max((1, 2, 3)) <= a["example_eps"] + 1 / 255 + 1e-6).all()
 
 
+@pytest.mark.trains
 def test_a_gradient_masked_model_fails_a_sanity_gate_with_the_message(setup, tmp_path):
     model, eval_set, _ = setup
     masked = replace(model, module=Quantized(model.module).eval(), fingerprint="quantized")
@@ -176,6 +180,7 @@ class Detached(nn.Module):
             return self.net(x)
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("kind", ["constant", "detached"])
 def test_a_model_without_input_gradients_gets_a_gate_verdict_not_a_crash(setup, tmp_path, kind):
     model, eval_set, _ = setup

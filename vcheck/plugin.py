@@ -409,6 +409,7 @@ class VcheckSession:
                     resamples=self.settings.bootstrap_resamples,
                     seed=self.settings.seed,
                     confidence=self.settings.confidence,
+                    cache=self.result_cache("intervals"),
                 )
             else:
                 whole = self.accuracy(name)

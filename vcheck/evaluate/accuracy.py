@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vcheck.cache import ResultCache, cache_key
 from vcheck.checks import Measurement
 from vcheck.functional import classification as F
 from vcheck.functional.intervals import (
+    BootstrapInterval,
     bootstrap_interval,
     resample_weights,
     wilson_interval,
@@ -47,8 +49,10 @@ class AccuracyEvaluator:
         resamples: int = 1000,
         seed: int = 0,
         confidence: float = 0.95,
+        cache: ResultCache | None = None,
     ) -> None:
         self.predictions = predictions
+        self.cache = cache  # bootstrap intervals, so a warm run does not resample again
         self.classes = classes
         self.priors = np.asarray(priors) if priors else None
         self.resamples, self.seed, self.confidence = resamples, seed, confidence
@@ -66,6 +70,7 @@ class AccuracyEvaluator:
             resamples=self.resamples,
             seed=self.seed,
             confidence=self.confidence,
+            cache=self.cache,
         )
 
     @functools.cache  # noqa: B019 - one evaluator per (eval set, slice), living for the session
@@ -140,19 +145,50 @@ class AccuracyEvaluator:
         """``statistic`` maps (B, N) resample counts of each sample to (B,) metric values."""
         seed = self.seed * 1_000_003 + zlib.crc32(name.encode())
         n = self.n
-        result = bootstrap_interval(
-            lambda idx: statistic(resample_weights(idx, n)),
-            n,
-            resamples=self.resamples,
-            seed=seed,
-            confidence=self.confidence,
-            strata=self.labels if stratified else None,
-            stratum_names={c: f"class {name!r}" for c, name in enumerate(self.classes)},
-            vectorized=True,
-        )
+
+        def compute() -> BootstrapInterval:
+            return bootstrap_interval(
+                lambda idx: statistic(resample_weights(idx, n)),
+                n,
+                resamples=self.resamples,
+                seed=seed,
+                confidence=self.confidence,
+                strata=self.labels if stratified else None,
+                stratum_names={c: f"class {name!r}" for c, name in enumerate(self.classes)},
+                vectorized=True,
+            )
+
+        result = self._cached_interval(name, stratified, compute)
         if result.note:
             details["ci_note"] = result.note
         return Measurement(value, n, result.ci, result.method, details)
+
+    def _cached_interval(
+        self, name: str, stratified: bool, compute: Callable[[], BootstrapInterval]
+    ) -> BootstrapInterval:
+        """``compute()``, or its stored result for the same predictions (model, data and
+        samples), metric, settings and metric code: resampling is most of a warm run."""
+        if self.cache is None or not self.cache.enabled or not self.predictions.key:
+            return compute()
+        key = cache_key(
+            "accuracy-bootstrap",
+            self.predictions.key,
+            _digest_ids(self.predictions.ids),
+            name,
+            stratified,
+            self.resamples,
+            self.seed,
+            self.confidence,
+            None if self.priors is None else self.priors.tolist(),
+            _metric_code(),
+        )
+        stored = self.cache.load_json(key)
+        if isinstance(stored, list) and len(stored) == 4:
+            low, high, method, note = stored
+            return BootstrapInterval(float(low), float(high), str(method), str(note))
+        result = compute()
+        self.cache.store_json(key, [result.low, result.high, result.method, result.note])
+        return result
 
     def _class_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(N, C') one-hot of the labels over the classes present, and their indices."""
@@ -208,3 +244,24 @@ class AccuracyEvaluator:
             float(per_sample.mean()) if self.n else math.nan,
             lambda w: (w @ per_sample) / w.sum(axis=-1),
         )
+
+
+def _digest_ids(ids: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\0".join(map(str, ids)).encode()).hexdigest()
+
+
+@functools.cache
+def _metric_code() -> str:
+    """A digest of the code behind the accuracy intervals: a change recomputes them."""
+    import hashlib
+    from pathlib import Path
+
+    import vcheck
+
+    root = Path(vcheck.__file__).parent
+    h = hashlib.sha256(vcheck.__version__.encode())
+    for rel in ("evaluate/accuracy.py", "functional/classification.py", "functional/intervals.py"):
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()

@@ -42,7 +42,6 @@ def ids_digest(ids: list[str]) -> str:
 
 def versions() -> dict[str, str]:
     import torch
-    import torchvision
 
     import vcheck
 
@@ -50,8 +49,26 @@ def versions() -> dict[str, str]:
         "vcheck": vcheck.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _torchvision_version(),
     }
+
+
+def _torchvision_version() -> str:
+    """torchvision's ``__version__`` (with its build tag, e.g. +cu130) read from its
+    version.py: importing torchvision imports torch._dynamo, seconds a warm run need not pay."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    return found.group(1) if found else importlib.metadata.version("torchvision")
 
 
 def _as_json(check: CheckResult | dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ or ``package.module:object`` (any object with ``verify(instance)`` or ``verify(n
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib
 import json
@@ -255,7 +256,11 @@ CODE_DIRS = ("verify", "soundness")
 
 def code_fingerprint(root: Path | None = None) -> str:
     """SHA-256 over the verifier code of vcheck (``CODE_DIRS``' Python files under ``root``)."""
-    root = CODE_ROOT if root is None else root
+    return _code_fingerprint(CODE_ROOT if root is None else root)
+
+
+@functools.lru_cache(maxsize=8)  # every verdict cache key asks; the code does not change mid-run
+def _code_fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(f for d in CODE_DIRS for f in (root / d).glob("*.py")):
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
