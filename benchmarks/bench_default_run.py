@@ -8,7 +8,13 @@ run (with worker processes, seconds summed over the workers, so shares can add u
 than 100%). Suites that run first pay for shared work (the forward pass in the accuracy suite). The
 load average is printed before and after: on shared cores every figure grows with it.
 
+With ``--marginal FILE ...`` it also runs the cold run without those suite files and prints
+the difference: what they add to a cold run. That differs from their own seconds since the
+soundness suite's verifiers run in background processes meanwhile (vcheck/soundness/pool.py),
+so the suites' time and the verifiers' overlap.
+
 Usage: .venv/bin/python benchmarks/bench_default_run.py [--workers 0] [--suites suites/]
+       [--marginal suites/test_adversarial.py suites/test_corruptions.py]
        [-- extra pytest args]      (--workers N: N pytest-xdist workers; 0, as make run, one
        process. Measured: 2 workers on 2 cores were no faster cold and slower warm, since torch
        already uses both cores outside the one-thread verifiers.)
@@ -54,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=0, help="pytest-xdist workers (0: one process, as make run)"
     )
+    parser.add_argument(
+        "--marginal",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="suite files whose addition to a cold run to measure (one more cold run without)",
+    )
     parser.add_argument("extra", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -64,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         for state in ("cold", "warm"):
             runs[state] = timed_run(
                 args.suites, args.workers, tmp / "cache", tmp / state, args.extra
+            )
+        if args.marginal:
+            ignore = [f"--ignore={f}" for f in args.marginal]
+            without = timed_run(
+                args.suites,
+                args.workers,
+                tmp / "cache-without",
+                tmp / "without",
+                [*ignore, *args.extra],
             )
     suites = sorted({s for r in runs.values() for s in r[1]}, key=lambda s: -runs["cold"][1][s])
     print(f"{'':24} {'cold':>16} {'warm':>16}")
@@ -80,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             t = per_suite.get(suite, 0.0)
             cells.append(f"{t:7.1f} s {100 * t / wall:4.0f}%")
         print(f"{suite:24} {cells[0]:>16} {cells[1]:>16}")
+    if args.marginal:
+        added = runs["cold"][0] - without[0]
+        print(f"cold without {' '.join(args.marginal)}: {without[0]:.1f} s; they add {added:.1f} s")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     return 0
 
