@@ -235,6 +235,7 @@ def start_session_pool(session, items: Iterable) -> VerdictPool | None:
     def start() -> VerdictPool | None:
         if not pairs:
             return None
+        session.load()  # a bad model or data path stops the run here, before any process starts
         benchmarks = session_benchmarks(session)
         budget = session.profile.soundness
         pool = start_pool(

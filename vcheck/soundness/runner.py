@@ -256,13 +256,17 @@ CODE_DIRS = ("verify", "soundness")
 
 def code_fingerprint(root: Path | None = None) -> str:
     """SHA-256 over the verifier code of vcheck (``CODE_DIRS``' Python files under ``root``)."""
-    return _code_fingerprint(CODE_ROOT if root is None else root)
+    root = CODE_ROOT if root is None else root
+    files = sorted(f for d in CODE_DIRS for f in (root / d).glob("*.py"))
+    stamps = tuple((str(f), (st := f.stat()).st_mtime_ns, st.st_size) for f in files)
+    return _code_fingerprint(root, stamps)
 
 
-@functools.lru_cache(maxsize=8)  # every verdict cache key asks; the code does not change mid-run
-def _code_fingerprint(root: Path) -> str:
+@functools.lru_cache(maxsize=8)  # every verdict cache key asks: hash once per state of the files
+def _code_fingerprint(root: Path, stamps: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
-    for p in sorted(f for d in CODE_DIRS for f in (root / d).glob("*.py")):
+    for name, _, _ in stamps:
+        p = Path(name)
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -115,6 +115,11 @@ def import_auto_lirpa() -> types.ModuleType:
     _patch_set_opset_version()
     _patch_node_getitem()
     root_handlers = list(logging.getLogger().handlers)
+    # auto_LiRPA imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on a
+    # CPU machine: a line on the user's terminal that says nothing about their run.
+    extension_log = logging.getLogger("torch.utils.cpp_extension")
+    extension_level = extension_log.level
+    extension_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True):
             module = importlib.import_module("auto_LiRPA")
@@ -123,6 +128,7 @@ def import_auto_lirpa() -> types.ModuleType:
             f"auto_LiRPA needs {exc.name!r}, which is missing; install with: {INSTALL_COMMAND}"
         ) from exc
     finally:
+        extension_log.setLevel(extension_level)
         for handler in set(logging.getLogger().handlers) - set(root_handlers):
             logging.getLogger().removeHandler(handler)
     _patch_relu_slope_clamp(importlib.import_module("auto_LiRPA.operators").BoundRelu)
