@@ -109,8 +109,7 @@ def test_benchmark_counterexamples_are_genuine_and_hidden(
     from vcheck.soundness.recheck import cached_benchmark_problems
 
     bench = soundness_benchmark
-    settings_ = vcheck_session.settings
-    cache = None if settings_.no_cache else settings_.cache_dir / "soundness_recheck"
+    cache = session_cache(vcheck_session, "soundness_recheck")
     problems = cached_benchmark_problems(bench, cache)
     record_check(
         SUITE,
@@ -318,9 +317,7 @@ def test_model_certified_implies_robust_implies_clean(
             lambda: cached_robustness_sample(
                 vcheck_model,
                 eval_set,
-                None
-                if vcheck_session.settings.no_cache
-                else vcheck_session.settings.cache_dir / "robustness",
+                session_cache(vcheck_session, "robustness"),
                 n=budget.model_samples,
                 eps=budget.model_eps,
                 seed=vcheck_session.settings.seed,
