@@ -151,6 +151,54 @@ def test_no_unsat_on_a_counterexample_instance(
     )
 
 
+def test_bounds_stay_below_the_planted_counterexamples(
+    verdicts, verifier_spec, soundness_benchmark, record_check
+):
+    """Informational: how far a bound method's margin lower bound over a box rises above the
+    margin at the box's planted x* (float64). A sound bound stays at or below it; float32
+    bounds computed without outward rounding may exceed it by rounding. That matters on the
+    graded networks, whose shallowest x* is 1e-4 deep: a positive excess there is how close
+    the method came to "proving" a genuine counterexample (README, "Tolerance bugs")."""
+    import copy
+
+    from vcheck.soundness.attacks import margin
+
+    cex = [
+        i
+        for i in _instances(soundness_benchmark, "counterexample")
+        if verdicts[i.id].bound is not None
+    ]
+    if not cex:  # branch and bound, external verifiers and refusals report no bound
+        return
+    net64 = copy.deepcopy(soundness_benchmark.network.net).double().eval()
+    x = torch.from_numpy(np.stack([i.x_star for i in cex])).double()
+    with torch.no_grad():
+        at_x = margin(net64, x, torch.tensor([i.label for i in cex])).tolist()
+    rows = {
+        i.id: {
+            "bound": verdicts[i.id].bound,
+            "margin_at_x_star": m,
+            "excess": verdicts[i.id].bound - m,
+        }
+        for i, m in zip(cex, at_x, strict=True)
+    }
+    worst = max(rows, key=lambda k: rows[k]["excess"])
+    excess = rows[worst]["excess"]
+    record_check(
+        SUITE,
+        f"bound_excess_over_counterexample[{verifier_spec}]",
+        Measurement(excess, len(cex), details={"instances": rows}, exact=True),
+        eval_set=soundness_benchmark.name,
+        threshold=None,
+        note=(
+            f"{verifier_spec}'s margin lower bound over the box of {worst} is {excess:.3g} "
+            f"above the margin at its x* ({rows[worst]['margin_at_x_star']:.6g})"
+            if excess > 0
+            else ""
+        ),
+    )
+
+
 def test_returned_counterexamples_are_genuine(
     verdicts, verifier_spec, soundness_benchmark, record_check
 ):

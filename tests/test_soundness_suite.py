@@ -64,6 +64,9 @@ def test_sound_verifiers_pass_and_rates_are_reported(pytester):
         assert by_metric[f"unsat_on_counterexample[{v}]"]["value"] == 0
         rate = by_metric[f"verified_rate[{v}]"]
         assert rate["outcome"] == "info" and 0 <= rate["value"] <= 1
+        # Sound bounds lie below every planted x* (0.05 deep here; IBP's tightest is 0.06).
+        excess = by_metric[f"bound_excess_over_counterexample[{v}]"]
+        assert excess["outcome"] == "info" and excess["value"] < -0.005
     # IBP proves every clean instance of this interval-trained host.
     assert by_metric["verified_rate[IBP]"]["value"] == 1.0
     assert by_metric["invalid_or_exposed_counterexamples"]["value"] == 0
@@ -138,6 +141,40 @@ def test_every_synthetic_bug_fails_the_suite_on_the_shipped_benchmark_naming_an_
     # depth 1e-4, where CROWN's bound is nearly exact.
     slack = [c for c in failed["NUMERICAL_SLACK"] if c["metric"].startswith("unsat_on_counter")]
     assert [c["eval_set"] for c in slack] == [GRADED]
+
+
+OVERSHOOT = """
+import dataclasses
+
+from vcheck.verify.lirpa import LirpaVerifier
+
+
+class Overshoot:
+    \"\"\"CROWN with every bound raised by 5e-5: unsound, yet under the graded network's
+    shallowest depth (1e-4), so no verdict changes.\"\"\"
+
+    def verify(self, net, instance):
+        r = LirpaVerifier("CROWN").verify(net, instance)
+        return dataclasses.replace(r, bound=r.bound + 5e-5)
+
+
+OVERSHOOT = Overshoot()
+"""
+
+
+def test_a_bound_above_a_planted_counterexample_is_reported_though_no_verdict_changes(pytester):
+    pytester.makepyfile(overshoot=OVERSHOOT)
+    result = run(
+        pytester,
+        "--verifier=overshoot:OVERSHOOT",
+        select=f"{GRADED} and (stay_below or no_unsat)",
+    )
+    assert result.ret == 0, result.stdout.str()  # informational: the verdicts are all sound
+    checks = checks_of(pytester)
+    excess = checks[("bound_excess_over_counterexample[overshoot:OVERSHOOT]", GRADED)]
+    assert excess["outcome"] == "info" and 4e-5 < excess["value"] < 6e-5
+    assert "above the margin at its x*" in excess["details"]["note"]
+    assert checks[("unsat_on_counterexample[overshoot:OVERSHOOT]", GRADED)]["value"] == 0
 
 
 def test_an_unsound_unsat_that_arrives_after_the_timeout_still_fails(pytester):

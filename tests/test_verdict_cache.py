@@ -47,9 +47,14 @@ def test_a_change_to_the_verifier_code_gives_fresh_verdicts_on_a_warm_cache(
         shutil.copytree(runner.CODE_ROOT / d, code / d)
     monkeypatch.setattr(runner, "CODE_ROOT", code)
     cache = tmp_path / "verdicts"
-    run_verifier(LirpaVerifier("IBP"), edge, cache)
-    run_verifier(LirpaVerifier("IBP"), edge, cache)
+    fresh = run_verifier(LirpaVerifier("IBP"), edge, cache)
+    cached = run_verifier(LirpaVerifier("IBP"), edge, cache)
     assert len(calls) == 2  # the second run was served from the cache
+    # the verdict and the bound, which the suite compares with each planted x*
+    assert {k: (r.verdict, r.bound) for k, r in cached.items()} == {
+        k: (r.verdict, r.bound) for k, r in fresh.items()
+    }
+    assert all(isinstance(r.bound, float) for r in cached.values())
     bounds = code / "verify" / "bounds.py"
     bounds.write_text(bounds.read_text() + "\n# a regression in the bound code\n")
     run_verifier(LirpaVerifier("IBP"), edge, cache)

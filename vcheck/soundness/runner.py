@@ -300,6 +300,7 @@ def _result_json(r: Result) -> dict:
         "x": arr(r.x),
         "y": arr(r.y),
         "refused": r.refused,
+        "bound": r.bound,
     }
 
 

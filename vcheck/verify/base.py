@@ -229,7 +229,9 @@ def check_timeout(timeout: float | None) -> float | None:
     return float(timeout)
 
 
-def timed_verdict(proved: bool, seconds: float, timeout: float | None, raw: str) -> Result:
+def timed_verdict(
+    proved: bool, seconds: float, timeout: float | None, raw: str, bound: float | None = None
+) -> Result:
     """ "unsat" or "unknown" from bounds that took ``seconds``, under a soft ``timeout``.
 
     Past the timeout an unproved property is "timeout"; a proved one stays "unsat" with
@@ -241,10 +243,11 @@ def timed_verdict(proved: bool, seconds: float, timeout: float | None, raw: str)
             "timeout",
             seconds=seconds,
             reason=f"bounds took {seconds:.2f} s (timeout {timeout:g} s)",
+            bound=bound,
         )
     if late:
         raw = f"{raw}; late: {seconds:.2f} s (timeout {timeout:g} s)"
-    return Result("unsat" if proved else "unknown", seconds=seconds, raw=raw)
+    return Result("unsat" if proved else "unknown", seconds=seconds, raw=raw, bound=bound)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,9 @@ class Result:
     one. ``reason``: why the verdict is "error", or what is wrong with a "sat"'s counterexample
     block (the verdict then stays "sat": claiming one is still the verifier's answer).
     ``refused``: the "error" is a built-in verifier declining a network it cannot bound
-    soundly (reported as a refusal), not a crash.
+    soundly (reported as a refusal), not a crash. ``bound``: a bound method's lower bound of
+    the worst margin over the box (built-in IBP, CROWN and alpha-CROWN), which a sound one
+    keeps at or below the margin at any point of the box, a planted x* included.
     """
 
     verdict: Verdict
@@ -75,6 +77,7 @@ class Result:
     raw: str = ""
     reason: str = ""
     refused: bool = False  # an "error" by design: a built-in verifier declined the network
+    bound: float | None = None
 
 
 def parse_result(text: str) -> Result:

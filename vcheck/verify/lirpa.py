@@ -74,7 +74,9 @@ class LirpaVerifier(Verifier):
         seconds = elapsed(start)
         worst = float(bounds.min())
         proved = bool(self.holds(bounds).all())
-        return timed_verdict(proved, seconds, self.timeout, f"min margin lower bound {worst:.6g}")
+        return timed_verdict(
+            proved, seconds, self.timeout, f"min margin lower bound {worst:.6g}", bound=worst
+        )
 
     def margin_bounds(
         self,

@@ -255,7 +255,7 @@ class ShrinkIntermediate(Verifier):
         seconds = elapsed(start)
         proved = bool((bounds > 0).all())
         raw = f"min margin lower bound {bounds.min():.6g}"
-        return timed_verdict(proved, seconds, self.timeout, raw)
+        return timed_verdict(proved, seconds, self.timeout, raw, bound=float(bounds.min()))
 
     def margin_bounds(
         self,
