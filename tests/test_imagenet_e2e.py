@@ -106,9 +106,11 @@ def test_every_suite_on_a_wnid_subset(
     tmp_path: Path,
 ) -> None:
     """The headline command with every suite: each one runs on 224-px RGB images of 1000
-    classes, and only the accuracy gates fail (random weights). Kept small: 3 of the 6 images
-    (--max-samples), one patch size, and the soundness suite's two fast verifiers (its
-    benchmark does not depend on the model; tests/test_soundness_suite.py runs all four)."""
+    classes, and only the accuracy gates fail (random weights). Kept small (convnext_tiny at
+    224 px on 2 CPU cores): 2 of the 6 images (--max-samples), one patch size (two
+    locations), and of the soundness suite the one check that reads the model: about 40 s on
+    idle cores, instead of about 85 s with 3 images, every patch size and the soundness
+    suite's benchmark with two verifiers."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     root = folder_tree(tmp_path / "data" / "val", "wnid")
     result = run_suites(
@@ -117,14 +119,16 @@ def test_every_suite_on_a_wnid_subset(
         "--model=convnext_t",
         f"--weights={torch_home / 'convnext_tiny_random.pth'}",
         f"--data-root={root}",
-        "--max-samples=3",
-        "--verifier=IBP",
-        "--verifier=CROWN",
+        "--max-samples=2",
         f"--cache-dir={tmp_path / 'cache'}",
         "--metrics-json=m.json",
         "-rs",
         "-k",
-        "not area0.05 and not area0.1",  # one patch size (two locations): 7 s each here
+        # One patch size (its curve over sizes would optimise the other two); of the
+        # soundness suite the check that reads the model (its benchmark does not depend on
+        # the model: tests/test_soundness_suite.py runs it)
+        "not area0.05 and not area0.1 and not asr_against_patch_size"
+        " and (not soundness or certified_implies)",
     )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
@@ -133,11 +137,11 @@ def test_every_suite_on_a_wnid_subset(
     assert "Traceback" not in out
 
     checks = read_json(pytester.path / "m.json")["checks"]
-    suites = {"accuracy", "adversarial", "corruptions", "patch", "fairness", "soundness"}
+    suites = {"accuracy", "adversarial", "corruptions", "patch", "fairness"}
     assert suites <= {c["suite"] for c in checks}, out
     assert {c["suite"] for c in checks if c["outcome"] == "fail"} == {"accuracy"}, out
     top1 = next(c for c in checks if c["metric"] == "top1" and not c["slice"])
-    assert top1["n"] == 3 and PUBLISHED in out
+    assert top1["n"] == 2 and PUBLISHED in out
     # convnext's GELU (erf) has no auto_LiRPA bound rule: the model check says so and skips
     assert "auto_LiRPA cannot bound convnext_t" in out and "onnx::Erf" in out
 
