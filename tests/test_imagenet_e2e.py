@@ -32,6 +32,17 @@ LAYOUTS = {
 PUBLISHED = "published top-1 82.52 (torchvision weights meta, ConvNeXt_Tiny_Weights.IMAGENET1K_V1)"
 
 
+def failed_on_gates_only(result: pytest.RunResult) -> str:
+    """The run's output, after checking that it ended with failed gates (exit 1), not with
+    an error or a crash."""
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
+    outcomes = result.parseoutcomes()
+    assert "errors" not in outcomes and "error" not in outcomes, out
+    assert "Traceback" not in out
+    return out
+
+
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory: pytest.TempPathFactory):
     """A temporary $TORCH_HOME holding random convnext_tiny weights (not the published file,
@@ -73,11 +84,7 @@ def test_convnext_t_on_every_layout(
         "--metrics-json=m.json",
         "-rf",
     )
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
-    outcomes = result.parseoutcomes()
-    assert "errors" not in outcomes and "error" not in outcomes, out
-    assert "Traceback" not in out
+    out = failed_on_gates_only(result)
 
     doc = read_json(pytester.path / "m.json")
     assert sorted((e["name"], e["n"]) for e in doc["eval_sets"]) == sorted(
@@ -130,11 +137,7 @@ def test_every_suite_on_a_wnid_subset(
         "not area0.05 and not area0.1 and not asr_against_patch_size"
         " and (not soundness or certified_implies)",
     )
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, out + result.stderr.str()
-    outcomes = result.parseoutcomes()
-    assert "errors" not in outcomes and "error" not in outcomes, out
-    assert "Traceback" not in out
+    out = failed_on_gates_only(result)
 
     checks = read_json(pytester.path / "m.json")["checks"]
     suites = {"accuracy", "adversarial", "corruptions", "patch", "fairness"}
