@@ -116,8 +116,8 @@ def test_every_suite_on_a_wnid_subset(
     classes, and only the accuracy gates fail (random weights). Kept small (convnext_tiny at
     224 px on 2 CPU cores): 2 of the 6 images (--max-samples), one patch size (two
     locations), and of the soundness suite the one check that reads the model: about 40 s on
-    idle cores, instead of about 85 s with 3 images, every patch size and the soundness
-    suite's benchmark with two verifiers."""
+    idle cores, against 84 s (another job on one core) with 3 images, every patch size and
+    the soundness suite's benchmark with two verifiers."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     root = folder_tree(tmp_path / "data" / "val", "wnid")
     result = run_suites(
