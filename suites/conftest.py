@@ -11,6 +11,20 @@ def pytest_configure(config: pytest.Config) -> None:
     activate(config)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that read background verdicts (alpha-CROWN, branch and bound) run last, in
+    their own order: the soundness suite's other work (re-checks, IBP and CROWN, the property
+    tests, the model and control checks) then runs while the workers finish, instead of after
+    the main process has sat waiting for them."""
+    from vcheck.soundness.pool import POOLED
+
+    def waits(item: pytest.Item) -> bool:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return params.get("verifier_spec") in POOLED and "verdicts" in item.fixturenames
+
+    items[:] = [i for i in items if not waits(i)] + [i for i in items if waits(i)]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return

@@ -75,3 +75,37 @@ def test_the_spec_check_accepts_what_the_suite_can_run():
 
     for spec in (*BUILTIN, "cmd:/bin/true {onnx} {vnnlib} {timeout} {result}"):
         check_verifier_spec(spec)  # raises on a problem
+
+
+# -- --soundness-instances ---------------------------------------------------------------------
+
+
+def test_a_bad_instance_count_stops_the_run_with_one_line(pytester):
+    result = usage_error(pytester, "--soundness-instances=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--soundness-instances: invalid positive integer or 'all' value: '0'" in (
+        result.stderr.str()
+    )
+    config = pytester.makefile(".toml", vcheck='soundness_instances = "most"\n')
+    result = usage_error(pytester, f"--vcheck-config={config}")
+    assert_usage_error(
+        result, pytester, "soundness_instances='most'", 'a positive integer or "all"', str(config)
+    )
+
+
+def test_the_selection_keeps_the_first_instances_of_each_kind_and_their_files():
+    from vcheck.soundness.recheck import _key
+    from vcheck.soundness.runner import keep_instances, load_benchmark, select_instances
+
+    full = load_benchmark(REPO / "fixtures" / "soundness" / "mlp_4x64_eps0.02")
+    two = select_instances(full, 2)
+    # The manifest's order (shuffled at generation): clean_00, clean_08, ..., cex_00, ..., cex_02
+    assert [i.id for i in two.network.instances] == ["clean_00", "clean_08", "cex_00", "cex_02"]
+    assert sorted(two.files) == sorted(i.id for i in two.network.instances)
+    assert select_instances(full, 0) is full and select_instances(full, 10) is full
+    assert len(full.network.instances) == 20  # the benchmark object itself is untouched
+    # A background worker rebuilds the selection from its ids; the re-check is cached per
+    # selection.
+    again = keep_instances(load_benchmark(full.directory), ["cex_02", "clean_08"])
+    assert [i.id for i in again.network.instances] == ["clean_08", "cex_02"]
+    assert _key(two) != _key(full)

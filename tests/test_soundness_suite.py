@@ -55,9 +55,13 @@ def run(pytester, *args, select=BENCH):
 def test_sound_verifiers_pass_and_rates_are_reported(pytester):
     result = run(pytester, "--verifier=IBP", "--verifier=CROWN")
     assert result.ret == 0, result.stdout.str()
+    # By default the first 3 instances of each kind per network, said once.
+    result.stdout.fnmatch_lines(
+        ["vcheck: soundness on * of the benchmark's * instances (the first 3 of each kind*"]
+    )
     # Not a terminal: a progress line per verifier and network at the start and at the end.
     assert result.stdout.str().count(f"vcheck: IBP on {BENCH}: ") == 2
-    result.stdout.fnmatch_lines([f"vcheck: CROWN on {BENCH}: 20/20 (100%) * instances/s"])
+    result.stdout.fnmatch_lines([f"vcheck: CROWN on {BENCH}: 6/6 (100%) * instances/s"])
     checks = json.loads((pytester.path / METRICS).read_text())["checks"]
     by_metric = {c["metric"]: c for c in checks}
     for v in ("IBP", "CROWN"):
@@ -74,8 +78,14 @@ def test_sound_verifiers_pass_and_rates_are_reported(pytester):
 
 def test_a_box_shrinking_verifier_is_caught_naming_instance_verifier_and_x_star(pytester):
     pytester.makepyfile(buggy_verifiers=textwrap.dedent(MUTANT))
-    result = run(pytester, "--verifier=buggy_verifiers:BUGGY", select=f"{BENCH} and no_unsat")
+    result = run(
+        pytester,
+        "--verifier=buggy_verifiers:BUGGY",
+        "--soundness-instances=all",
+        select=f"{BENCH} and no_unsat",
+    )
     assert result.ret == 1
+    assert "soundness on" not in result.stdout.str()  # every instance: nothing to say
     result.stdout.fnmatch_lines(
         [
             "*unsat_on_counterexample[[]buggy_verifiers:BUGGY[]] on mlp_4x64_eps0.02 = 10.0000*"
@@ -185,7 +195,7 @@ def test_an_unsound_unsat_that_arrives_after_the_timeout_still_fails(pytester):
     )
     result = run(pytester, "--verifier=late:LATE", select=f"{BENCH} and no_unsat")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*unsat_on_counterexample[[]late:LATE[]]*= 10.0000*"])
+    result.stdout.fnmatch_lines(["*unsat_on_counterexample[[]late:LATE[]]*= 3.0000*"])
 
 
 def test_builtin_verdicts_are_cached_and_reused(tmp_path, monkeypatch):
@@ -241,7 +251,11 @@ VERIFIER = OneTimeout()
 def test_unanswered_share_is_a_profile_fraction_and_none_under_strict(pytester, strict):
     manifest = REPO / "fixtures/soundness" / BENCH / "manifest.json"
     pytester.makepyfile(one_timeout=f"MANIFEST = {str(manifest)!r}\n" + ONE_TIMEOUT)
-    args = ["--verifier=one_timeout:VERIFIER", *(["--strict"] if strict else [])]
+    args = [
+        "--verifier=one_timeout:VERIFIER",
+        "--soundness-instances=all",
+        *(["--strict"] if strict else []),
+    ]
     result = run(pytester, *args, select=f"{BENCH} and answered")
     check = checks_of(pytester)[("unanswered[one_timeout:VERIFIER]", BENCH)]
     assert check["value"] == pytest.approx(1 / 20)  # 1 of 20 instances

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from vcheck.soundness.pool import start_pool
-from vcheck.soundness.runner import load_benchmark, resolve_verifier, run_verifier
+from vcheck.soundness.runner import (
+    load_benchmark,
+    resolve_verifier,
+    run_verifier,
+    select_instances,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -60,6 +65,17 @@ def test_cheap_verifiers_and_zero_workers_start_no_process(tmp_path):
     bench = load_benchmark(SHIPPED / SMALL)
     assert _pool([("IBP", bench), ("CROWN", bench)], tmp_path) is None
     assert _pool([("alpha-CROWN", bench)], tmp_path, workers=0) is None
+
+
+def test_a_worker_verifies_only_the_runs_selection_of_instances(tmp_path):
+    bench = select_instances(load_benchmark(SHIPPED / "mlp_4x64_eps0.02"), 1)
+    pool = _pool([("BaB", bench)], tmp_path, workers=1)
+    try:
+        verdicts = pool.verdicts("BaB", bench.name)
+    finally:
+        pool.close()
+    selected = sorted(i.id for i in bench.network.instances)
+    assert sorted(verdicts) == selected == ["cex_00", "clean_00"]
 
 
 def test_closing_the_pool_stops_its_workers_at_once(tmp_path):

@@ -68,6 +68,9 @@ class VcheckConfig:
     eval_sets: dict[str, Path] = field(default_factory=dict)
     verifiers: tuple[str, ...] = ()
     soundness_dir: Path | None = None
+    # The first N instances of each kind (counterexample, clean) per soundness network; 0 runs
+    # every instance. See vcheck.soundness.runner.select_instances for why 3.
+    soundness_instances: int = 3
     baseline: Path | None = None
     # eval-set name -> vcheck.data.metadata.MetadataSpec (per-sample attributes for fairness)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -154,6 +157,11 @@ def _check_verifiers(name: str, value: Any) -> None:
             raise InvalidArgument(f"verifier {spec!r}: {exc}") from None
 
 
+def _check_instance_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(name, value, 'a positive integer or "all"')
+
+
 def _check_soundness_dir(name: str, value: Any) -> None:
     _check_path(name, value)
     from vcheck.soundness.runner import check_soundness_dir
@@ -174,6 +182,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "verifier_workers": lambda n, v: _check_int(n, v, minimum=0),
     "batch_size": lambda n, v: _check_int(n, v, minimum=1),
     "max_samples": lambda n, v: _check_int(n, v, minimum=1),
+    "soundness_instances": _check_instance_count,
     # intervals.MIN_RESAMPLES (not imported: scipy.stats would slow every pytest start)
     "bootstrap_resamples": lambda n, v: _check_int(n, v, minimum=100),
     **dict.fromkeys(_BOOLS, _check_bool),
@@ -223,6 +232,8 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidArgument(f"verifiers={value!r}: expected a list of verifier names")
         return tuple(value)
+    if key == "soundness_instances" and value == "all":
+        return 0
     if key == "confidence" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value

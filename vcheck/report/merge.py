@@ -26,7 +26,7 @@ from vcheck.report.document import SCHEMA_ID, SCHEMA_VERSION, build_document, ch
 
 # Settings that change what a run measures; the others (paths, device) may differ.
 RESULT_SETTINGS = ("seed", "gate", "max_samples", "confidence", "bootstrap_resamples",
-                   "data_root", "eval_sets")  # fmt: skip
+                   "data_root", "eval_sets", "soundness_instances")  # fmt: skip
 
 
 def _load(path: Path) -> dict[str, Any]:

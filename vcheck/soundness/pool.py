@@ -50,6 +50,7 @@ class Job:
     timeout: float
     bab_max_domains: int
     cache_dir: Path | None
+    instance_ids: tuple[str, ...]  # the run's selection (runner.select_instances)
 
 
 def _lower_priority() -> None:
@@ -65,12 +66,18 @@ def _verify(job: Job) -> tuple[dict[str, Result], float]:
     """Worker: the pair's verdicts (as :func:`run_verifier` gives them) and the seconds taken."""
     import torch
 
-    from vcheck.soundness.runner import load_benchmark, resolve_verifier, run_verifier
+    from vcheck.soundness.runner import (
+        keep_instances,
+        load_benchmark,
+        resolve_verifier,
+        run_verifier,
+    )
 
     torch.set_num_threads(1)  # as in-process: tiny networks, and one thread is deterministic
     start = time.perf_counter()
     verifier = resolve_verifier(job.spec, timeout=job.timeout, bab_max_domains=job.bab_max_domains)
-    verdicts = run_verifier(verifier, load_benchmark(job.directory), job.cache_dir)
+    bench = keep_instances(load_benchmark(job.directory), job.instance_ids)
+    verdicts = run_verifier(verifier, bench, job.cache_dir)
     return verdicts, time.perf_counter() - start
 
 
@@ -183,7 +190,8 @@ def start_pool(
         if has_cached_verdicts(verifier, bench, cache_dir):
             continue
         parameters = sum(p.numel() for p in as_module(bench.network).parameters())
-        job = Job(spec, bench.directory, timeout, bab_max_domains, cache_dir)
+        ids = tuple(i.id for i in bench.network.instances)
+        job = Job(spec, bench.directory, timeout, bab_max_domains, cache_dir, ids)
         jobs.append((job, parameters, len(bench.network.instances)))
     if not jobs:  # warm: every verdict cached, and auto_LiRPA need not even be imported
         return None
@@ -203,13 +211,24 @@ def benchmark_root(session) -> Path:
 
 
 def session_benchmarks(session) -> dict[str, Benchmark]:
-    """The run's benchmarks by name, loaded once."""
-    from vcheck.soundness.runner import load_benchmarks
+    """The run's benchmarks by name, loaded once, narrowed to ``--soundness-instances``."""
+    return session.memo(("soundness", "benchmarks"), lambda: _load_selected(session))
 
-    return session.memo(
-        ("soundness", "benchmarks"),
-        lambda: {b.name: b for b in load_benchmarks(benchmark_root(session))},
-    )
+
+def _load_selected(session) -> dict[str, Benchmark]:
+    from vcheck.soundness.runner import load_benchmarks, select_instances
+
+    per_kind = session.settings.soundness_instances
+    full = load_benchmarks(benchmark_root(session))
+    chosen = [select_instances(b, per_kind) for b in full]
+    total = sum(len(b.network.instances) for b in full)
+    kept = sum(len(b.network.instances) for b in chosen)
+    if kept < total:
+        session.write_line(
+            f"vcheck: soundness on {kept} of the benchmark's {total} instances (the first "
+            f"{per_kind} of each kind per network); --soundness-instances=all runs every one"
+        )
+    return {b.name: b for b in chosen}
 
 
 def session_cache(session, namespace: str) -> Path | None:

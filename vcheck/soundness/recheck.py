@@ -97,8 +97,8 @@ def benchmark_problems(bench: Benchmark) -> dict[str, str]:
 
 def cached_benchmark_problems(bench: Benchmark, cache_dir: Path | None) -> dict[str, str]:
     """:func:`benchmark_problems`, stored under ``cache_dir`` keyed by every file of the
-    benchmark folder, vcheck's verifier and benchmark code and the torch and ONNX Runtime
-    versions; a damaged entry is recomputed."""
+    benchmark folder, the instances selected, vcheck's verifier and benchmark code and the
+    torch and ONNX Runtime versions; a damaged entry is recomputed."""
     if cache_dir is None:
         return benchmark_problems(bench)
     path = Path(cache_dir) / f"{_key(bench)}.json"
@@ -122,6 +122,7 @@ def _key(bench: Benchmark) -> str:
         code_fingerprint(),
         torch.__version__,
         _version("onnxruntime"),
+        ",".join(i.id for i in bench.network.instances),  # the run's selection of them
     ):
         h.update(part.encode() + b"\0")
     for f in sorted(p for p in bench.directory.rglob("*") if p.is_file()):
