@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{caught}/{len(cex)}" if caught else "-")
         for method in METHODS:
             floor = slack_floor(b.network, cex, method) if cex else -1.0
-            cells.append({None: "refused", -1.0: "n/a"}.get(floor, f"{floor:.2g}"))
+            # a refused method has no floor: format only a number
+            cells.append("refused" if floor is None else "n/a" if floor < 0 else f"{floor:.2g}")
         print(f"| `{b.name}` | " + " | ".join(cells) + " |", flush=True)
     return 0
 

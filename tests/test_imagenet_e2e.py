@@ -1,10 +1,8 @@
 """`pytest suites/ --model=convnext_t` on a team's own ImageNet copy, in every layout.
 
 A random-weights convnext_tiny stands in for the release candidate (so the accuracy gates
-must fail, naming the published numbers they hold it to). Every suite runs once, on the
-wnid subset; across the seven layouts the accuracy and multi-label suites run (the others
-read nothing layout-specific, and the patch and corruption suites take about a minute per
-eval set of convnext_tiny at 224 px on 2 CPU cores).
+must fail, naming the published numbers they hold it to). Every suite runs on each of the
+seven layouts, in one run.
 """
 
 from __future__ import annotations
@@ -55,16 +53,20 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory):
     weights.unlink()  # 110 MB
 
 
-def test_convnext_t_on_every_layout(
+def test_every_suite_on_every_layout(
     torch_home: Path,
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """One run, every layout: the wnid subset through --data-root (the primary eval set,
-    imagenet_val), the others through ``eval_sets`` in the config. Both paths detect the
-    layout with the same loader; one run instead of seven saves six interpreter and model
-    starts."""
+    """The headline command, every suite, every layout, in one run: the wnid subset through
+    --data-root (the primary eval set, imagenet_val), the other six through ``eval_sets`` in
+    the config; both paths detect the layout with the same loader, and one run instead of
+    seven saves six interpreter and model starts. Each suite runs on 224-px RGB images of 1000
+    classes from every layout, and only the accuracy gates fail (random weights). Kept small
+    (convnext_tiny at 224 px on 2 CPU cores): 2 of each layout's 6 images (--max-samples), one
+    patch size (two locations), and of the soundness suite the one check that reads the model
+    (its benchmark does not depend on the model: tests/test_soundness_suite.py runs it)."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     roots = {layout: build(tmp_path / layout) for layout, build in LAYOUTS.items()}
     names = {layout: "imagenet_val" if layout == "wnid_subset" else layout for layout in LAYOUTS}
@@ -74,77 +76,42 @@ def test_convnext_t_on_every_layout(
     pytester.makefile(".toml", vcheck=f"eval_sets = {{ {extra} }}\n")
     result = run_suites(
         pytester,
-        SUITES / "test_accuracy.py",
-        SUITES / "test_multilabel.py",
+        SUITES,
         "--model=convnext_t",
         f"--weights={torch_home / 'convnext_tiny_random.pth'}",
         f"--data-root={roots['wnid_subset']}",
         "--vcheck-config=vcheck.toml",
+        "--max-samples=2",
         f"--cache-dir={tmp_path / 'cache'}",
         "--metrics-json=m.json",
-        "-rf",
+        "-rfs",
+        "-k",
+        "not area0.05 and not area0.1 and not asr_against_patch_size"
+        " and (not soundness or certified_implies)",
     )
     out = failed_on_gates_only(result)
 
     doc = read_json(pytester.path / "m.json")
     assert sorted((e["name"], e["n"]) for e in doc["eval_sets"]) == sorted(
-        (name, 6) for name in names.values()
+        (name, 2) for name in names.values()
     )
     assert doc["profile"]["path"].endswith("profiles/published/convnext_tiny.toml")
+    checks = doc["checks"]
+    for suite in ("accuracy", "adversarial", "corruptions", "patch", "fairness"):
+        covered = {c["eval_set"] for c in checks if c["suite"] == suite}
+        assert covered == set(names.values()), (suite, covered)
+    assert {c["suite"] for c in checks if c["outcome"] == "fail"} == {"accuracy"}, out
     for layout, name in names.items():
         top1 = next(
-            c
-            for c in doc["checks"]
-            if c["metric"] == "top1" and not c["slice"] and c["eval_set"] == name
+            c for c in checks if c["metric"] == "top1" and not c["slice"] and c["eval_set"] == name
         )
-        assert top1["outcome"] == "fail", layout
+        assert top1["outcome"] == "fail" and top1["n"] == 2, layout
         assert top1["threshold"] == pytest.approx(0.8152)
         assert f"test_accuracy.py::test_metric[top1-{name}]" in out
         failure = next(line for line in out.splitlines() if f"top1 on {name} " in line)
         assert PUBLISHED in failure and "a subset's interval is wide" in failure, layout
         expected = "ImageNet-R (named so)" if layout == "imagenet_r" else str(roots[layout])
         assert f"vcheck: {name}: {roots[layout]}" in out and expected in out, layout
-
-
-def test_every_suite_on_a_wnid_subset(
-    torch_home: Path,
-    pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    """The headline command with every suite: each one runs on 224-px RGB images of 1000
-    classes, and only the accuracy gates fail (random weights). Kept small (convnext_tiny at
-    224 px on 2 CPU cores): 2 of the 6 images (--max-samples), one patch size (two
-    locations), and of the soundness suite the one check that reads the model: about 40 s on
-    idle cores, against 84 s (another job on one core) with 3 images, every patch size and
-    the soundness suite's benchmark with two verifiers."""
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    root = folder_tree(tmp_path / "data" / "val", "wnid")
-    result = run_suites(
-        pytester,
-        SUITES,
-        "--model=convnext_t",
-        f"--weights={torch_home / 'convnext_tiny_random.pth'}",
-        f"--data-root={root}",
-        "--max-samples=2",
-        f"--cache-dir={tmp_path / 'cache'}",
-        "--metrics-json=m.json",
-        "-rs",
-        "-k",
-        # One patch size (its curve over sizes would optimise the other two); of the
-        # soundness suite the check that reads the model (its benchmark does not depend on
-        # the model: tests/test_soundness_suite.py runs it)
-        "not area0.05 and not area0.1 and not asr_against_patch_size"
-        " and (not soundness or certified_implies)",
-    )
-    out = failed_on_gates_only(result)
-
-    checks = read_json(pytester.path / "m.json")["checks"]
-    suites = {"accuracy", "adversarial", "corruptions", "patch", "fairness"}
-    assert suites <= {c["suite"] for c in checks}, out
-    assert {c["suite"] for c in checks if c["outcome"] == "fail"} == {"accuracy"}, out
-    top1 = next(c for c in checks if c["metric"] == "top1" and not c["slice"])
-    assert top1["n"] == 2 and PUBLISHED in out
     # convnext's GELU (erf) has no auto_LiRPA bound rule: the model check says so and skips
     assert "auto_LiRPA cannot bound convnext_t" in out and "onnx::Erf" in out
 
