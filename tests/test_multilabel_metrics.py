@@ -300,11 +300,11 @@ def test_a_construction_mismatch_is_named():
 # -- multi-label (sigmoid) models -----------------------------------------------------------------
 
 
-def sigmoid_case(n: int = 60, seed: int = 0):
+def sigmoid_case(n: int = 60, seed: int = 0, resamples: int = 100, shift: float = 2.5):
     rng = np.random.default_rng(seed)
     sets = [tuple(sorted(set(rng.choice(6, size=rng.integers(1, 4)).tolist()))) for _ in range(n)]
     member = F.membership(sets, 6)
-    logits = rng.normal(size=(n, 6)) + 2.5 * member  # informative, imperfect scores
+    logits = rng.normal(size=(n, 6)) + shift * member  # informative, imperfect scores
     universe = FileUniverse("img_{index:03d}.png", n)
     entries = {universe.name(i): s for i, s in enumerate(sets)}
     spec = ML.LabelSetSpec("real", "real", Path("r.json"), None, universe, {}, entries)
@@ -314,7 +314,7 @@ def sigmoid_case(n: int = 60, seed: int = 0):
         logits.tolist(),
         kind="sigmoid",
     )
-    ev = ML.LabelSetEvaluator(preds, spec, CLASSES, f1_threshold=0.6, resamples=100)
+    ev = ML.LabelSetEvaluator(preds, spec, CLASSES, f1_threshold=0.6, resamples=resamples)
     probs = 1 / (1 + np.exp(-logits.astype(np.float32).astype(np.float64)))
     return ev, member, probs
 
@@ -407,3 +407,21 @@ def test_weighted_metrics_equal_scikit_learn_on_the_repeated_images(seed):
         )
     per_class = np.stack(auc)
     assert F.weighted_macro(auc) == pytest.approx(np.nanmean(per_class, axis=0), nan_ok=True)
+
+
+def test_worst_class_auc_interval_covers_the_true_worst_auc_when_classes_tie():
+    """Every class here has the same true AUC, Phi(1 / sqrt 2) = 0.760 (positives shifted by
+    one standard deviation), so which class comes out worst is chance. The interval is
+    Bonferroni-adjusted over the classes (as worst_class_recall) and covers the true worst
+    AUC in 58 of these 60 seeded cases; the unadjusted interval covered 53 (0.88, under the
+    95% it claims)."""
+    from scipy.stats import norm
+
+    true_auc = norm.cdf(1 / np.sqrt(2))
+    covered = []
+    for seed in range(60):
+        ev, _, _ = sigmoid_case(n=200, seed=seed, resamples=400, shift=1.0)
+        worst = ev.measure("worst_class_auc")
+        assert worst.details["simultaneous_over"] == 6
+        covered.append(worst.ci[0] <= true_auc <= worst.ci[1])
+    assert np.mean(covered) >= 0.93
