@@ -4,7 +4,9 @@ soundness suite's verifiers in the background, so they run while the other suite
 
 import pytest
 
-from vcheck.plugin import activate, session_of
+from vcheck.plugin import activate, prefer_passive_openmp, session_of
+
+prefer_passive_openmp()  # before anything imports torch
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,5 +2,9 @@
 
 from hypothesis import settings
 
+from vcheck.plugin import prefer_passive_openmp
+
+prefer_passive_openmp()  # as the suites do: two xdist workers' torch threads stop spinning
+
 settings.register_profile("vcheck", derandomize=True, deadline=None, database=None)
 settings.load_profile("vcheck")

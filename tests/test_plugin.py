@@ -502,3 +502,30 @@ def test_help_lists_the_vcheck_options(pytester: pytest.Pytester) -> None:
             "*--cache-dir=DIR*",
         ]
     )
+
+
+PROBE = """
+import os, sys
+
+
+def pytest_collection_finish(session):
+    sys.stderr.write(f"omp={os.environ.get('OMP_WAIT_POLICY')}\\n")
+"""
+
+
+@pytest.mark.parametrize(("own", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_suites_let_openmp_threads_sleep_unless_the_user_chose(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, own, seen
+):
+    """The suites' conftest sets OMP_WAIT_POLICY before torch loads (it reads it once);
+    a user's own setting is kept."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    if own:
+        monkeypatch.setenv("OMP_WAIT_POLICY", own)
+    pytester.makepyfile(omp_probe=PROBE)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    result = pytester.runpytest_subprocess(
+        REPO / "suites" / "test_accuracy.py", "--collect-only", "-q", "-p", "omp_probe"
+    )
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert f"omp={seen}" in result.stderr.str()

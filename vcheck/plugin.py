@@ -30,13 +30,6 @@ from vcheck.checks import CheckResult, Measurement, Threshold
 from vcheck.config import DEVICES, GATES, VcheckConfig, build_config
 from vcheck.errors import VcheckError
 
-# torch's OpenMP threads otherwise spin at every barrier: with the background verifiers on
-# the other core, the spinning took CPU they needed. Passive waiting changes no result (the
-# work is split the same way) and cut a cold default run by 8 to 22 s (README, Performance).
-# It only takes effect before torch is first imported, and a user's own setting wins.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 STASH: pytest.StashKey[VcheckSession] = pytest.StashKey()
 _FIXTURES = {
     "vcheck_model",
@@ -240,6 +233,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if session is not None:
         config.pluginmanager.unregister(session)
         del config.stash[STASH]
+
+
+def prefer_passive_openmp() -> None:
+    """Let torch's OpenMP threads sleep at barriers instead of spinning, unless the user set
+    ``OMP_WAIT_POLICY``. With the background verifiers on the other core the spinning took
+    CPU they needed; passive waiting changes no result (the work is split the same way) and
+    cut a cold default run by 8 to 22 s (README, Performance). Only effective before torch
+    is first imported, so the suites' and tests' conftests call it at import, not the
+    plugin: an unrelated pytest session in the same environment is left alone."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def activate(config: pytest.Config) -> None:
