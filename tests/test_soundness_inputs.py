@@ -86,11 +86,16 @@ def test_a_bad_instance_count_stops_the_run_with_one_line(pytester):
     assert "--soundness-instances: invalid positive integer or 'all' value: '0'" in (
         result.stderr.str()
     )
-    config = pytester.makefile(".toml", vcheck='soundness_instances = "most"\n')
-    result = usage_error(pytester, f"--vcheck-config={config}")
-    assert_usage_error(
-        result, pytester, "soundness_instances='most'", 'a positive integer or "all"', str(config)
-    )
+    for value, shown in (('"most"', "'most'"), ("0", "0")):
+        config = pytester.makefile(".toml", vcheck=f"soundness_instances = {value}\n")
+        result = usage_error(pytester, f"--vcheck-config={config}")
+        assert_usage_error(
+            result,
+            pytester,
+            f"soundness_instances={shown}",
+            'a positive integer or "all"',
+            str(config),
+        )
 
 
 def test_the_selection_keeps_the_first_instances_of_each_kind_and_their_files():

@@ -232,8 +232,11 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidArgument(f"verifiers={value!r}: expected a list of verifier names")
         return tuple(value)
-    if key == "soundness_instances" and value == "all":
-        return 0
+    if key == "soundness_instances":  # 0 stands for "all" inside, not in a file
+        if value == "all":
+            return 0
+        if value == 0:
+            _fail(key, value, 'a positive integer or "all"')
     if key == "confidence" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
